@@ -1,0 +1,37 @@
+# capgate: `make demo` runs the sidecar on real agent traffic; `make test` runs every check.
+# Both install what they need first (scripts/bootstrap.sh, idempotent).
+VENV := .venv/bin
+TOOLS := .tools/bin
+
+.PHONY: demo test bootstrap check proto bundles bench fmt
+
+demo: bootstrap
+	$(VENV)/capgate demo
+
+test: bootstrap check
+	$(VENV)/python -m pytest
+
+bootstrap:
+	bash scripts/bootstrap.sh
+
+# Generated files are fresh, proto and Rego lint clean, Python lint clean.
+check: bootstrap
+	$(TOOLS)/buf lint
+	scripts/gen_proto.sh --check
+	$(VENV)/python scripts/sync_bundles.py --check
+	$(TOOLS)/opa fmt --list --fail rego/
+	$(TOOLS)/opa check --strict rego/
+	$(VENV)/ruff check .
+
+proto: bootstrap
+	scripts/gen_proto.sh
+
+bundles:
+	python3 scripts/sync_bundles.py
+
+bench: bootstrap
+	$(VENV)/python bench/authorize_load.py
+
+fmt: bootstrap
+	$(VENV)/ruff format service clients tests bench scripts
+	$(TOOLS)/opa fmt -w rego/

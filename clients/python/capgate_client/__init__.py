@@ -1,0 +1,28 @@
+"""Typed Python client for capgate's AuthorizationService (sync and asyncio).
+
+    from capgate_client import Client
+    with Client("127.0.0.1:50051") as capgate:
+        result = capgate.authorize(
+            tenant_id="acme", principal_id="refund-agent", scopes=["refunds:write"],
+            capability="issue_refund", tool="payments.create_refund",
+            parameters={"amount_usd": 30}, run_id="run-1", workflow="refund_request",
+            idempotency_key="call-1",
+        )
+        if result.allowed: ...
+
+A DENY is a result, not an exception; a malformed request raises
+:class:`InvalidRequestError` listing each field. Other failures raise ``grpc.RpcError``:
+treat them as DENY (fail closed).
+"""
+
+from capgate_client._client import AsyncClient, Client
+from capgate_client._types import AuthorizeResult, BudgetUsage, InvalidRequestError, Reason
+
+__all__ = [
+    "AsyncClient",
+    "AuthorizeResult",
+    "BudgetUsage",
+    "Client",
+    "InvalidRequestError",
+    "Reason",
+]

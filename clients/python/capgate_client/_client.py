@@ -1,0 +1,126 @@
+"""Sync and asyncio clients over one request builder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from capgate.v1 import authorization_service_pb2 as api
+from capgate.v1 import authorization_service_pb2_grpc as api_grpc
+from capgate.v1 import types_pb2 as types
+from capgate_client._types import AuthorizeResult, InvalidRequestError
+
+DEFAULT_TIMEOUT_SECONDS = 2.0
+
+
+def build_request(
+    *,
+    tenant_id: str,
+    principal_id: str,
+    capability: str,
+    tool: str = "",
+    parameters: Mapping[str, Any] | None = None,
+    scopes: Iterable[str] = (),
+    roles: Iterable[str] = (),
+    on_behalf_of: str = "",
+    run_id: str = "",
+    workflow: str = "",
+    step: int = 0,
+    estimated_cost_usd_micros: int = 0,
+    estimated_tokens: int = 0,
+    idempotency_key: str = "",
+    approval_id: str = "",
+    dry_run: bool = False,
+) -> api.AuthorizeRequest:
+    """The AuthorizeRequest message for these arguments (money in micro-dollars)."""
+    request = api.AuthorizeRequest(
+        tenant_id=tenant_id,
+        principal=types.Principal(
+            id=principal_id, on_behalf_of=on_behalf_of, scopes=list(scopes), roles=list(roles)
+        ),
+        capability=capability,
+        tool=tool,
+        run=types.Run(run_id=run_id, workflow=workflow, step=step),
+        estimated_cost=types.Cost(usd_micros=estimated_cost_usd_micros, tokens=estimated_tokens),
+        idempotency_key=idempotency_key,
+        approval_id=approval_id,
+        dry_run=dry_run,
+    )
+    if parameters:
+        request.parameters.update(dict(parameters))
+    return request
+
+
+class AsyncClient:
+    """asyncio client: ``async with AsyncClient(target) as c: await c.authorize(...)``."""
+
+    def __init__(self, target: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self._channel = grpc.aio.insecure_channel(target)
+        self._stub = api_grpc.AuthorizationServiceStub(self._channel)
+        self._timeout = timeout_seconds
+
+    async def authorize(self, **kwargs: Any) -> AuthorizeResult:
+        """Arguments as :func:`build_request`. Raises InvalidRequestError or grpc.RpcError."""
+        return await self.authorize_message(build_request(**kwargs))
+
+    async def authorize_message(self, request: api.AuthorizeRequest) -> AuthorizeResult:
+        try:
+            response = await self._stub.Authorize(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidRequestError.from_rpc_error(error) from error
+            raise
+        return AuthorizeResult.from_proto(response)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class Client:
+    """Blocking client: ``with Client(target) as c: c.authorize(...)``."""
+
+    def __init__(self, target: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self._stub = api_grpc.AuthorizationServiceStub(self._channel)
+        self._timeout = timeout_seconds
+
+    def authorize(self, **kwargs: Any) -> AuthorizeResult:
+        """Arguments as :func:`build_request`. Raises InvalidRequestError or grpc.RpcError."""
+        return self.authorize_message(build_request(**kwargs))
+
+    def authorize_message(self, request: api.AuthorizeRequest) -> AuthorizeResult:
+        try:
+            response = self._stub.Authorize(request, timeout=self._timeout)
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:  # type: ignore[attr-defined]
+                raise InvalidRequestError.from_rpc_error(error) from error
+            raise
+        return AuthorizeResult.from_proto(response)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,113 @@
+"""Result and error types returned by the client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.rpc import error_details_pb2, status_pb2
+
+from capgate.v1 import authorization_service_pb2 as api
+from capgate.v1 import types_pb2 as types
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetUsage:
+    """One budget after the decision. ``scope``: "run", "tenant", ...; money in micro-dollars."""
+
+    scope: str
+    window: str
+    limit_usd_micros: int
+    reserved_usd_micros: int
+    spent_usd_micros: int
+    limit_calls: int
+    used_calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeResult:
+    """A decision. ``effect`` is "ALLOW", "DENY" or "REQUIRE_APPROVAL"."""
+
+    decision_id: str
+    effect: str
+    reasons: tuple[Reason, ...]
+    obligations: tuple[dict[str, Any], ...]
+    budgets: tuple[BudgetUsage, ...]
+    approver_roles: tuple[str, ...]
+    min_approvals: int
+    policy_revision: str
+
+    @property
+    def allowed(self) -> bool:
+        return self.effect == "ALLOW"
+
+    @property
+    def reason_codes(self) -> tuple[str, ...]:
+        return tuple(r.code for r in self.reasons)
+
+    @classmethod
+    def from_proto(cls, response: api.AuthorizeResponse) -> AuthorizeResult:
+        return cls(
+            decision_id=response.decision_id,
+            effect=types.Effect.Name(response.effect).removeprefix("EFFECT_"),
+            reasons=tuple(Reason(r.code, r.message) for r in response.reasons),
+            obligations=tuple(
+                {"type": o.type, "parameters": json_format.MessageToDict(o.parameters)}
+                for o in response.obligations
+            ),
+            budgets=tuple(
+                BudgetUsage(
+                    scope=types.BudgetScope.Name(b.scope).removeprefix("BUDGET_SCOPE_").lower(),
+                    window=types.BudgetWindow.Name(b.window).removeprefix("BUDGET_WINDOW_").lower(),
+                    limit_usd_micros=b.limit_usd_micros,
+                    reserved_usd_micros=b.reserved_usd_micros,
+                    spent_usd_micros=b.spent_usd_micros,
+                    limit_calls=b.limit_calls,
+                    used_calls=b.used_calls,
+                )
+                for b in response.budgets
+            ),
+            approver_roles=tuple(response.approval.approver_roles),
+            min_approvals=response.approval.min_approvals,
+            policy_revision=response.policy_revision,
+        )
+
+
+class InvalidRequestError(ValueError):
+    """The server refused the request as INVALID_ARGUMENT.
+
+    ``field_violations`` holds ``(field_path, description)`` pairs from the
+    ``google.rpc.BadRequest`` detail.
+    """
+
+    def __init__(self, message: str, field_violations: tuple[tuple[str, str], ...]) -> None:
+        super().__init__(message)
+        self.field_violations = field_violations
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(f for f, _ in self.field_violations)
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.RpcError) -> InvalidRequestError:
+        violations: list[tuple[str, str]] = []
+        for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+            if key != STATUS_DETAILS_KEY:
+                continue
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                    bad_request = error_details_pb2.BadRequest()
+                    detail.Unpack(bad_request)
+                    violations += [(v.field, v.description) for v in bad_request.field_violations]
+        return cls(error.details() or "invalid request", tuple(violations))  # type: ignore[attr-defined]

@@ -1,0 +1,284 @@
+package capgate.authz_test
+
+import data.capgate.authz
+
+capabilities := {
+	"issue_refund": {
+		"class": "write",
+		"tools": ["payments.create_refund"],
+		"required_scopes": ["refunds:write"],
+		"idempotency_key": "required",
+		"require": [
+			{"param": "amount_usd", "op": "gt", "value": 0, "code": "AMOUNT_INVALID", "message": "positive"},
+			{"param": "amount_usd", "op": "lte", "value": 200, "code": "AMOUNT_OVER_LIMIT", "message": "max 200"},
+		],
+		"requires_approval_if": [{
+			"param": "amount_usd", "op": "gt", "value": 50,
+			"code": "REFUND_OVER_APPROVAL_THRESHOLD", "message": "over 50",
+		}],
+		"approval": {"approver_roles": ["refund-approver"], "min_approvals": 2},
+		"obligations": [{"type": "audit", "parameters": {"log_payload": true, "retention_days": 365}}],
+	},
+	"deploy_service": {
+		"tools": ["cicd.open_pr", "cicd.trigger_deploy"],
+		"required_scopes": ["deploy:write"],
+		"requires_approval": true,
+		"require": [{"param": "environment", "op": "in", "value": ["staging"], "code": "ENVIRONMENT_NOT_ALLOWED", "message": "m"}],
+	},
+	"read_ticket": {
+		"class": "read",
+		"enforcement": "shadow",
+		"tools": ["tickets.get"],
+		"mask": ["parameters.email"],
+	},
+}
+
+workflows := {
+	"refund_request": {
+		"run_limits": {"max_tool_calls": 5, "budget_usd_micros": 200000},
+		"requires_approval_if": [{
+			"param": "customer_tier", "op": "in", "value": ["enterprise"],
+			"code": "ENTERPRISE_CUSTOMER", "message": "m",
+		}],
+		"deny_if": [{
+			"param": "reason", "op": "contains_any", "value": ["fraud"],
+			"code": "REASON_NOT_ALLOWED", "message": "m",
+		}],
+		"obligations": [{"type": "rollback_window", "parameters": {"window_minutes": 30}}],
+		"approval": {"approver_roles": ["support-lead"], "ttl_seconds": 300},
+	},
+}
+
+default_approval := {"approver_roles": ["approver"], "min_approvals": 1, "ttl_seconds": 900}
+
+refund := {
+	"tenant_id": "t1",
+	"capability": "issue_refund",
+	"tool": "payments.create_refund",
+	"principal": {"id": "refund-agent", "scopes": ["refunds:write"]},
+	"idempotency_key": "k-1",
+	"parameters": {"amount_usd": 30},
+	"identity": {"method": "insecure"},
+	"tenant_mode": "normal",
+	"request_time": "2026-01-01T00:00:00Z",
+}
+
+# refund with field k replaced by v.
+refund_with(k, v) := object.union(object.remove(refund, [k]), {k: v})
+
+in_run := refund_with("run", {"run_id": "run-1", "workflow": "refund_request"})
+
+deploy := {
+	"capability": "deploy_service",
+	"tool": "cicd.trigger_deploy",
+	"principal": {"id": "deploy-agent", "scopes": ["deploy:write"]},
+	"parameters": {"environment": "staging"},
+}
+
+decide(req) := d if {
+	d := authz.decision with input as req
+		with data.capgate.capabilities as capabilities
+		with data.capgate.workflows as workflows
+}
+
+codes(d) := {r.code | some r in d.reasons}
+
+# Effects and reasons
+
+test_allow if {
+	d := decide(refund)
+	d.effect == "allow"
+	d.reasons == []
+}
+
+test_allow_full_result if {
+	decide(refund) == {
+		"effect": "allow",
+		"reasons": [],
+		"obligations": [{"type": "audit", "parameters": {"log_payload": true, "retention_days": 365}}],
+		"approval": {"approver_roles": ["refund-approver"], "min_approvals": 2, "ttl_seconds": 900},
+		"budgets": [],
+		"rate_limits": [],
+		"class": "write",
+		"enforcement": "enforce",
+		"log": {"mask": []},
+	}
+}
+
+test_unknown_capability if {
+	d := decide(refund_with("capability", "wire_transfer"))
+	d.effect == "deny"
+	codes(d) == {"UNKNOWN_CAPABILITY"}
+	d.class == "write"
+	d.enforcement == "enforce"
+	d.obligations == []
+	d.approval == default_approval
+}
+
+test_tool_not_covered if {
+	d := decide(refund_with("tool", "payments.void_payment"))
+	d.effect == "deny"
+	codes(d) == {"TOOL_NOT_COVERED"}
+}
+
+test_missing_scope if {
+	d := decide(refund_with("principal", {"id": "refund-agent", "scopes": ["refunds:read"]}))
+	d.effect == "deny"
+	codes(d) == {"MISSING_SCOPE"}
+}
+
+test_idempotency_key_required_and_absent if {
+	d := decide(object.remove(refund, ["idempotency_key"]))
+	d.effect == "deny"
+	codes(d) == {"IDEMPOTENCY_KEY_REQUIRED"}
+}
+
+test_parameters_absent_fail_closed if {
+	d := decide(object.remove(refund, ["parameters"]))
+	d.effect == "deny"
+	codes(d) == {"AMOUNT_INVALID", "AMOUNT_OVER_LIMIT"}
+}
+
+test_require_approval if {
+	d := decide(refund_with("parameters", {"amount_usd": 60}))
+	d.effect == "require_approval"
+	codes(d) == {"REFUND_OVER_APPROVAL_THRESHOLD"}
+}
+
+test_deny_over_limit if {
+	d := decide(refund_with("parameters", {"amount_usd": 200.01}))
+	d.effect == "deny"
+	codes(d) == {"AMOUNT_OVER_LIMIT"}
+}
+
+test_always_requires_approval if {
+	d := decide(deploy)
+	d.effect == "require_approval"
+	codes(d) == {"APPROVAL_REQUIRED"}
+	d.approval == default_approval
+}
+
+# Precedence: deny > require_approval > allow
+
+test_deny_beats_require_approval if {
+	# requires_approval: true holds, and so does a require violation.
+	d := decide(object.union(object.remove(deploy, ["parameters"]), {"parameters": {"environment": "production"}}))
+	d.effect == "deny"
+	codes(d) == {"ENVIRONMENT_NOT_ALLOWED"}
+}
+
+test_deny_reasons_only_when_denied if {
+	# Over the approval threshold, but the idempotency key is missing.
+	d := decide(object.remove(refund_with("parameters", {"amount_usd": 60}), ["idempotency_key"]))
+	d.effect == "deny"
+	codes(d) == {"IDEMPOTENCY_KEY_REQUIRED"}
+}
+
+test_all_deny_reasons_reported if {
+	req := object.remove(refund_with("principal", {"id": "refund-agent"}), ["idempotency_key", "parameters"])
+	d := decide(req)
+	d.effect == "deny"
+	codes(d) == {"MISSING_SCOPE", "IDEMPOTENCY_KEY_REQUIRED", "AMOUNT_INVALID", "AMOUNT_OVER_LIMIT"}
+}
+
+test_require_approval_beats_allow if {
+	d := decide(object.union(in_run, {"parameters": {"customer_tier": "enterprise"}}))
+	d.effect == "require_approval"
+	codes(d) == {"ENTERPRISE_CUSTOMER"}
+}
+
+test_capability_and_workflow_approval_reasons_combine if {
+	d := decide(object.union(in_run, {"parameters": {"amount_usd": 60, "customer_tier": "enterprise"}}))
+	d.effect == "require_approval"
+	codes(d) == {"REFUND_OVER_APPROVAL_THRESHOLD", "ENTERPRISE_CUSTOMER"}
+}
+
+test_workflow_deny_beats_capability_approval if {
+	d := decide(object.union(in_run, {"parameters": {"amount_usd": 60, "reason": "Suspected FRAUD"}}))
+	d.effect == "deny"
+	codes(d) == {"REASON_NOT_ALLOWED"}
+}
+
+# Workflows: budgets, run_id, obligations
+
+test_workflow_run_limits_become_budgets if {
+	d := decide(in_run)
+	d.effect == "allow"
+	d.budgets == [{"scope": "run", "limit_calls": 5, "limit_usd_micros": 200000}]
+}
+
+test_no_workflow_no_budgets if {
+	decide(refund).budgets == []
+}
+
+test_workflow_run_limits_without_run_id if {
+	d := decide(refund_with("run", {"workflow": "refund_request"}))
+	d.effect == "deny"
+	codes(d) == {"RUN_ID_REQUIRED"}
+}
+
+test_obligations_concatenate if {
+	decide(in_run).obligations == [
+		{"type": "audit", "parameters": {"log_payload": true, "retention_days": 365}},
+		{"type": "rollback_window", "parameters": {"window_minutes": 30}},
+	]
+}
+
+# Approval settings: capability > workflow > defaults, each over the defaults
+
+test_capability_approval_wins_over_workflow if {
+	decide(in_run).approval == {"approver_roles": ["refund-approver"], "min_approvals": 2, "ttl_seconds": 900}
+}
+
+test_workflow_approval_when_capability_has_none if {
+	req := object.union(deploy, {"run": {"run_id": "run-1", "workflow": "refund_request"}})
+	d := decide(req)
+	d.effect == "require_approval"
+	d.approval == {"approver_roles": ["support-lead"], "min_approvals": 1, "ttl_seconds": 300}
+}
+
+test_default_approval if {
+	decide(deploy).approval == default_approval
+}
+
+# Capability settings in the result
+
+test_class_enforcement_and_mask if {
+	d := decide({"capability": "read_ticket", "tool": "tickets.get", "principal": {"id": "a"}})
+	d.effect == "allow"
+	d.class == "read"
+	d.enforcement == "shadow"
+	d.log == {"mask": ["parameters.email"]}
+}
+
+# Extension points
+
+test_custom_deny if {
+	d := authz.decision with input as refund
+		with data.capgate.capabilities as capabilities
+		with data.capgate.custom.deny as {{"code": "TENANT_FROZEN", "message": "frozen"}}
+	d.effect == "deny"
+	d.reasons == [{"code": "TENANT_FROZEN", "message": "frozen"}]
+}
+
+test_custom_deny_adds_to_library_reasons if {
+	d := authz.decision with input as refund_with("tool", "payments.void_payment")
+		with data.capgate.capabilities as capabilities
+		with data.capgate.custom.deny as {{"code": "TENANT_FROZEN", "message": "frozen"}}
+	codes(d) == {"TOOL_NOT_COVERED", "TENANT_FROZEN"}
+}
+
+test_custom_approval_reasons if {
+	d := authz.decision with input as refund
+		with data.capgate.capabilities as capabilities
+		with data.capgate.custom.approval_reasons as {{"code": "AFTER_HOURS", "message": "m"}}
+	d.effect == "require_approval"
+	codes(d) == {"AFTER_HOURS"}
+}
+
+test_empty_custom_sets_change_nothing if {
+	d := authz.decision with input as refund
+		with data.capgate.capabilities as capabilities
+		with data.capgate.custom as {"deny": set(), "approval_reasons": set()}
+	d.effect == "allow"
+}

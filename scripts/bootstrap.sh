@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything capgate needs on a fresh Debian machine, idempotently:
+#   - redis-server (Debian), used by the tests and `capgate serve`;
+#   - opa and buf, pinned, built with `go install` into .tools/bin;
+#   - a virtualenv in .venv with capgate and its dev extras.
+# Each step is skipped when its result is already present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OPA_VERSION="v1.22.2"
+BUF_VERSION="v1.75.0"
+PYTHON="${PYTHON:-python3}"
+
+SUDO=""
+[ "$(id -u)" = "0" ] || SUDO="sudo"
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "bootstrap: installing redis-server from Debian" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+mkdir -p .tools/bin
+export GOBIN="$PWD/.tools/bin"
+if [ ! -x .tools/bin/opa ] || ! .tools/bin/opa version 2>/dev/null | grep -q "^Version: ${OPA_VERSION#v}$"; then
+  echo "bootstrap: go install opa ${OPA_VERSION}" >&2
+  go install "github.com/open-policy-agent/opa@${OPA_VERSION}"
+fi
+if [ ! -x .tools/bin/buf ] || [ "$(.tools/bin/buf --version 2>/dev/null)" != "${BUF_VERSION#v}" ]; then
+  echo "bootstrap: go install buf ${BUF_VERSION}" >&2
+  go install "github.com/bufbuild/buf/cmd/buf@${BUF_VERSION}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: pip install -e .[dev]" >&2
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

@@ -1,0 +1,37 @@
+"""The AuthorizationService servicer: proto ⇄ domain, then the pipeline. Nothing else."""
+
+from __future__ import annotations
+
+import grpc
+
+from capgate.api import convert
+from capgate.api.errors import abort_invalid_argument
+from capgate.decision.pipeline import Pipeline
+from capgate.errors import InvalidArgument
+from capgate.observability.metrics import Metrics
+from capgate.v1 import authorization_service_pb2 as api
+from capgate.v1 import authorization_service_pb2_grpc as api_grpc
+
+
+class AuthorizationServicer(api_grpc.AuthorizationServiceServicer):
+    def __init__(self, pipeline: Pipeline, metrics: Metrics) -> None:
+        self._pipeline = pipeline
+        self._metrics = metrics
+
+    async def Authorize(
+        self, request: api.AuthorizeRequest, context: grpc.aio.ServicerContext
+    ) -> api.AuthorizeResponse:
+        try:
+            decision = await self._pipeline.authorize(convert.authorize_request(request))
+        except InvalidArgument as exc:
+            self._metrics.invalid_requests.inc()
+            await abort_invalid_argument(context, exc)
+        return convert.authorize_response(decision)
+
+    async def Settle(
+        self, request: api.SettleRequest, context: grpc.aio.ServicerContext
+    ) -> api.SettleResponse:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "Settle is not implemented yet; reservations expire"
+        )
+        raise AssertionError("unreachable: context.abort raises")

@@ -1,0 +1,41 @@
+"""Domain errors → gRPC status, in one place (AIP-193).
+
+``InvalidArgument`` becomes ``INVALID_ARGUMENT`` with a ``google.rpc.BadRequest`` listing
+each field violation and a ``google.rpc.ErrorInfo`` (reason ``INVALID_REQUEST``,
+domain ``capgate.dev``). Policy refusals are never errors: they are DENY responses.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from capgate.errors import InvalidArgument
+
+ERROR_DOMAIN = "capgate.dev"
+
+
+async def abort_invalid_argument(
+    context: grpc.aio.ServicerContext, exc: InvalidArgument
+) -> NoReturn:
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+            for field, description in exc.violations
+        ]
+    )
+    info = error_details_pb2.ErrorInfo(reason="INVALID_REQUEST", domain=ERROR_DOMAIN)
+    details = []
+    for detail in (bad_request, info):
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        details.append(packed)
+    status = rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(exc), details=details)
+    )
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("unreachable: context.abort raises")

@@ -1,0 +1,98 @@
+"""The one place where capgate's components are built from :class:`Settings`."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+import uuid6
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from capgate.budget.redis_store import RedisBudgetStore
+from capgate.clock import Clock, SystemClock
+from capgate.decision.pipeline import Pipeline
+from capgate.errors import BundleError
+from capgate.events.file_sink import JsonlFileSink
+from capgate.events.sink import EventSink, NopSink
+from capgate.identity.insecure import InsecureIdentity
+from capgate.observability.metrics import Metrics
+from capgate.policy.active import ActivePolicy
+from capgate.policy.bundle import load_bundle
+from capgate.policy.embedded import EmbeddedEngine
+from capgate.settings import Settings
+
+log = structlog.get_logger("capgate")
+
+# Socket-level backstop; the per-call deadline (budget.deadline_ms) is what bounds a decision.
+REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
+
+
+def new_id() -> str:
+    """A UUIDv7 (RFC 9562) string: time-ordered, unique."""
+    return str(uuid6.uuid7())
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    settings: Settings
+    metrics: Metrics
+    policy: ActivePolicy
+    budget_store: RedisBudgetStore
+    events: EventSink
+    pipeline: Pipeline
+
+    async def activate_bundle(self) -> None:
+        """Load and compile the configured bundle off the event loop, then activate it.
+
+        Raises:
+            BundleError: the bundle cannot be read or compiled; nothing is activated.
+        """
+        policy = self.settings.policy
+        try:
+            engine = await asyncio.to_thread(
+                lambda: EmbeddedEngine(load_bundle(policy.bundle), policy.entrypoint)
+            )
+        except BundleError:
+            self.metrics.bundle_activation_failures.inc()
+            raise
+        self.policy.activate(engine)
+        log.info("bundle_activated", revision=engine.revision, source=str(policy.bundle))
+
+    async def aclose(self) -> None:
+        await self.events.aclose()
+        await self.budget_store.aclose()
+
+
+def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
+    """Build every component; nothing connects or compiles until used or activated."""
+    metrics = Metrics(CollectorRegistry(auto_describe=True))
+    policy = ActivePolicy(metrics)
+    budget = settings.budget
+    redis = Redis.from_url(
+        budget.redis_url,
+        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+    budget_store = RedisBudgetStore(
+        redis,
+        deadline_seconds=budget.deadline_ms / 1000,
+        run_ttl_seconds=budget.run_ttl_seconds,
+    )
+    log_path = settings.decision_log.path
+    events: EventSink = JsonlFileSink(log_path) if log_path is not None else NopSink()
+    pipeline = Pipeline(
+        policy=policy,
+        budgets=budget_store,
+        events=events,
+        identity=InsecureIdentity(),
+        metrics=metrics,
+        clock=clock or SystemClock(),
+        new_id=new_id,
+    )
+    return App(settings, metrics, policy, budget_store, events, pipeline)

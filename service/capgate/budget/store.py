@@ -1,0 +1,43 @@
+"""The ``BudgetStore`` protocol: check and reserve a decision's budgets in one step."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from capgate.decision.model import BudgetSpec, BudgetStatus, Cost
+
+Unit = Literal["calls", "usd_micros", "tokens"]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCheck:
+    """Outcome of one check. When not ``admitted``, ``exceeded`` and ``unit`` say why."""
+
+    admitted: bool
+    statuses: tuple[BudgetStatus, ...] = ()
+    exceeded: BudgetSpec | None = None
+    unit: Unit | None = None
+
+
+class BudgetStore(Protocol):
+    async def check_and_reserve(
+        self,
+        *,
+        tenant_id: str,
+        run_id: str,
+        budgets: Sequence[BudgetSpec],
+        cost: Cost,
+        reserve: bool,
+    ) -> BudgetCheck:
+        """Check every budget for one more call of ``cost``; if all fit and ``reserve``,
+        record the call in all of them atomically, else record nothing.
+
+        Raises:
+            BudgetStoreUnavailable: the store did not answer within its deadline.
+            PolicyError: a budget this store cannot enforce (fail closed).
+        """
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,91 @@
+"""The ``capgate`` command line (typer): ``serve`` and ``demo``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvloop
+
+from capgate.errors import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="capgate: a PDP for AI agents.")
+
+
+def _overrides(**flags: Any) -> dict[str, dict[str, Any]]:
+    """Flags given on the command line as nested settings ({"server": {"listen": ...}})."""
+    sections = {
+        "bundle": ("policy", "bundle"),
+        "redis_url": ("budget", "redis_url"),
+        "listen": ("server", "listen"),
+        "metrics_listen": ("server", "metrics_listen"),
+        "decision_log": ("decision_log", "path"),
+    }
+    nested: dict[str, dict[str, Any]] = {}
+    for flag, value in flags.items():
+        if value is not None:
+            section, key = sections[flag]
+            nested.setdefault(section, {})[key] = value
+    return nested
+
+
+@app.command()
+def serve(
+    bundle: Annotated[Path | None, typer.Option(help="OPA bundle: directory or .tar.gz")] = None,
+    redis_url: Annotated[str | None, typer.Option(help="redis://HOST:PORT/DB")] = None,
+    listen: Annotated[str | None, typer.Option(help="gRPC HOST:PORT [127.0.0.1:50051]")] = None,
+    metrics_listen: Annotated[
+        str | None, typer.Option(help="Prometheus HOST:PORT [127.0.0.1:9464]")
+    ] = None,
+    decision_log: Annotated[Path | None, typer.Option(help="JSONL decision log file")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML settings file")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Serve Authorize over gRPC until SIGTERM."""
+    from capgate.app import build_app
+    from capgate.observability.logging import configure_logging
+    from capgate.server import serve_until_signalled
+    from capgate.settings import load_settings
+
+    configure_logging(log_level)
+    try:
+        settings = load_settings(
+            config,
+            **_overrides(
+                bundle=bundle,
+                redis_url=redis_url,
+                listen=listen,
+                metrics_listen=metrics_listen,
+                decision_log=decision_log,
+            ),
+        )
+    except ConfigError as exc:
+        typer.echo(f"capgate: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        code = runner.run(serve_until_signalled(build_app(settings)))
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    bundle: Annotated[Path, typer.Option(help="bundle to serve")] = Path("bundles/default"),
+    decision_log: Annotated[Path, typer.Option(help="where the decision log goes")] = Path(
+        "demo-decisions.jsonl"
+    ),
+) -> None:
+    """Start capgate with a private Redis and replay a refund agent's tool calls through it."""
+    from capgate.demo import run_demo
+
+    raise typer.Exit(run_demo(bundle=bundle, decision_log=decision_log))
+
+
+def main() -> None:
+    app(prog_name="capgate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Domain types of the Authorize path: frozen, transport-free, JSON-friendly.
+
+Money is integer micro-dollars (``*_usd_micros``); durations carry their unit.
+The gRPC servicer converts proto messages to and from these (api/convert.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+JSONObject = Mapping[str, Any]
+
+
+class Effect(StrEnum):
+    """A decision's outcome; precedence DENY > REQUIRE_APPROVAL > ALLOW."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    REQUIRE_APPROVAL = "require_approval"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    id: str
+    on_behalf_of: str = ""
+    delegation_chain: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    attributes: JSONObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    type: str = ""
+    id: str = ""
+    attributes: JSONObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    run_id: str = ""
+    workflow: str = ""
+    step: int = 0
+    trace_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    usd_micros: int = 0
+    tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    kind: str = ""
+    uri: str = ""
+    digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeRequest:
+    """One Authorize call. ``size_bytes`` is the serialized request size."""
+
+    tenant_id: str
+    principal: Principal
+    capability: str
+    tool: str = ""
+    parameters: JSONObject = field(default_factory=dict)
+    resource: Resource = field(default_factory=Resource)
+    run: Run = field(default_factory=Run)
+    estimated_cost: Cost = field(default_factory=Cost)
+    idempotency_key: str = ""
+    approval_id: str = ""
+    dry_run: bool = False
+    evidence: tuple[Evidence, ...] = ()
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """``code`` is UPPER_SNAKE; ``message`` is safe to show a model."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Obligation:
+    type: str
+    parameters: JSONObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequirement:
+    """Who must approve a REQUIRE_APPROVAL decision, and for how long it may wait."""
+
+    approver_roles: tuple[str, ...]
+    min_approvals: int
+    ttl_seconds: int
+
+
+class BudgetScope(StrEnum):
+    TENANT = "tenant"
+    PRINCIPAL = "principal"
+    CAPABILITY = "capability"
+    RUN = "run"
+
+
+class BudgetWindow(StrEnum):
+    RUN = "run"
+    MINUTE = "1m"
+    HOUR = "1h"
+    DAY = "1d"
+    MONTH = "30d"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSpec:
+    """A budget the policy declared; ``None`` limits are not enforced."""
+
+    scope: BudgetScope
+    window: BudgetWindow
+    limit_usd_micros: int | None = None
+    limit_calls: int | None = None
+    limit_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """Usage of one budget after this decision (including its reservation, if any)."""
+
+    scope: BudgetScope
+    window: BudgetWindow
+    limit_usd_micros: int | None
+    limit_calls: int | None
+    limit_tokens: int | None
+    spent_usd_micros: int
+    reserved_usd_micros: int
+    used_calls: int
+    used_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyResult:
+    """The bundle's answer (DESIGN §5), validated. ``mask`` lists input paths to redact."""
+
+    effect: Effect
+    reasons: tuple[Reason, ...] = ()
+    obligations: tuple[Obligation, ...] = ()
+    approval: ApprovalRequirement | None = None
+    budgets: tuple[BudgetSpec, ...] = ()
+    action_class: str = "write"
+    enforcement: str = "enforce"
+    mask: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What Authorize answers. ``policy_revision`` is "" when no bundle decided."""
+
+    decision_id: str
+    effect: Effect
+    reasons: tuple[Reason, ...]
+    obligations: tuple[Obligation, ...]
+    approval: ApprovalRequirement | None
+    budgets: tuple[BudgetStatus, ...]
+    policy_revision: str
+    decided_at: datetime

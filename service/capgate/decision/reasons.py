@@ -1,0 +1,30 @@
+"""Reason codes the sidecar itself emits (DESIGN §4); policy codes are the bundle's own.
+
+Messages here go back to the agent and are safe to show a model: they never echo
+request values. Details go to the decision event.
+"""
+
+from __future__ import annotations
+
+from capgate.decision.model import Reason
+
+POLICY_ERROR = "POLICY_ERROR"
+POLICY_UNAVAILABLE = "POLICY_UNAVAILABLE"
+BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
+CALL_LIMIT_EXCEEDED = "CALL_LIMIT_EXCEEDED"
+TOKEN_LIMIT_EXCEEDED = "TOKEN_LIMIT_EXCEEDED"
+BUDGET_STORE_UNAVAILABLE = "BUDGET_STORE_UNAVAILABLE"
+
+_MESSAGES = {
+    POLICY_ERROR: "the policy could not produce a decision; denied",
+    POLICY_UNAVAILABLE: "no policy bundle is active; denied",
+    BUDGET_EXCEEDED: "this call would exceed the {scope} spend budget",
+    CALL_LIMIT_EXCEEDED: "this call would exceed the {scope} tool-call limit",
+    TOKEN_LIMIT_EXCEEDED: "this call would exceed the {scope} token budget",
+    BUDGET_STORE_UNAVAILABLE: "the budget store is unavailable; denied",
+}
+
+
+def sidecar_reason(code: str, **fields: str) -> Reason:
+    """The reason for a sidecar ``code``, its message filled from ``fields``."""
+    return Reason(code=code, message=_MESSAGES[code].format(**fields))

@@ -1,0 +1,74 @@
+"""Build the decision event: the audit record of one Authorize. Pure.
+
+Shape (schema_version ``capgate.decision_event.v1``; all times RFC 3339 UTC)::
+
+    {"schema_version", "event_id" (UUIDv7, RFC 9562), "event_type": "decision", "time",
+     "decision_id", "tenant_id", "principal": {id, on_behalf_of, delegation_chain, scopes,
+     roles}, "capability", "tool", "run": {run_id, workflow, step, trace_id},
+     "effect", "reasons": [{code, message}], "obligations", "approval", "budgets",
+     "policy_revision", "dry_run", "shadow": {effect, reasons} | null,
+     "input": <the policy input document>, "error": str | null,
+     "latency_ms": {"total", "policy", "budget"}}
+
+``error`` carries details kept out of the caller's reason messages (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from capgate.decision.model import AuthorizeRequest, Decision, PolicyResult
+
+SCHEMA_VERSION = "capgate.decision_event.v1"
+
+
+def decision_event(
+    *,
+    event_id: str,
+    request: AuthorizeRequest,
+    decision: Decision,
+    input_document: dict[str, Any],
+    shadowed: PolicyResult | None,
+    error: str | None,
+    latency_ms: dict[str, float],
+) -> dict[str, Any]:
+    """The event for ``decision``; ``shadowed`` is the policy result a shadow ALLOW hid."""
+    principal = request.principal
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "event_type": "decision",
+        "time": _rfc3339(decision),
+        "decision_id": decision.decision_id,
+        "tenant_id": request.tenant_id,
+        "principal": {
+            "id": principal.id,
+            "on_behalf_of": principal.on_behalf_of,
+            "delegation_chain": list(principal.delegation_chain),
+            "scopes": list(principal.scopes),
+            "roles": list(principal.roles),
+        },
+        "capability": request.capability,
+        "tool": request.tool,
+        "run": asdict(request.run),
+        "effect": decision.effect.value,
+        "reasons": [asdict(r) for r in decision.reasons],
+        "obligations": [asdict(o) for o in decision.obligations],
+        "approval": asdict(decision.approval) if decision.approval else None,
+        "budgets": [asdict(b) for b in decision.budgets],
+        "policy_revision": decision.policy_revision,
+        "dry_run": request.dry_run,
+        "shadow": (
+            {"effect": shadowed.effect.value, "reasons": [asdict(r) for r in shadowed.reasons]}
+            if shadowed
+            else None
+        ),
+        "input": input_document,
+        "error": error,
+        "latency_ms": {k: round(v, 3) for k, v in latency_ms.items()},
+    }
+
+
+def _rfc3339(decision: Decision) -> str:
+    return decision.decided_at.isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -1,0 +1,1 @@
+"""Helpers that run real local dependencies (for ``capgate demo`` and the tests)."""

@@ -1,0 +1,209 @@
+"""Read an OPA bundle from a directory or a ``.tar.gz``.
+
+Format (OPA docs, "Bundles" — https://www.openpolicyagent.org/docs/management-bundles):
+  - ``.manifest``: JSON ``{"revision": str, "roots": [str], "metadata": {...}}``, optional;
+  - ``data.json`` / ``data.yaml`` / ``data.yml``: a document placed at the path of its
+    directory (``a/b/data.json`` becomes ``data.a.b``);
+  - ``*.rego``: policy modules (Rego v1). ``*_test.rego`` files are skipped: tests
+    are for ``opa test``, not for the decision path.
+Other files are ignored, as OPA does. Refused with :class:`BundleError`: symlinks and
+other non-regular entries, absolute or ``..`` paths, more than ``max_bytes`` of
+content, data documents that collide, and modules that call a builtin reaching the
+network (``http.send``, ``net.lookup_ip_addr``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from capgate.errors import BundleError
+
+DEFAULT_MAX_BYTES = 64 << 20
+NETWORK_BUILTINS = ("http.send", "net.lookup_ip_addr")
+DATA_FILES = ("data.json", "data.yaml", "data.yml")
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """A bundle's contents. ``modules`` maps the bundle-relative path to Rego source."""
+
+    source: str
+    revision: str
+    roots: tuple[str, ...]
+    data: dict[str, Any]
+    modules: dict[str, str]
+
+
+def load_bundle(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Bundle:
+    """Load the bundle at ``path`` (a directory, or a file ending in ``.tar.gz``/``.tgz``)."""
+    if path.is_dir():
+        files = _read_directory(path, max_bytes)
+    elif path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+        files = _read_tarball(path, max_bytes)
+    else:
+        raise BundleError(f"bundle {path}: not a directory or a .tar.gz file")
+    return _assemble(str(path), files)
+
+
+def _read_directory(root: Path, max_bytes: int) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    total = 0
+    for entry in sorted(root.rglob("*")):
+        rel = entry.relative_to(root).as_posix()
+        if entry.is_symlink():
+            raise BundleError(f"bundle {root}: {rel} is a symlink; refused")
+        if entry.is_dir() or not _wanted(rel):
+            continue
+        content = entry.read_bytes()
+        total += len(content)
+        if total > max_bytes:
+            raise BundleError(f"bundle {root}: larger than {max_bytes} bytes")
+        files[rel] = content
+    return files
+
+
+def _read_tarball(path: Path, max_bytes: int) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    total = 0
+    try:
+        with tarfile.open(path, mode="r:gz") as tar:
+            for member in tar:
+                rel = _safe_member_path(path, member.name)
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    raise BundleError(f"bundle {path}: {member.name} is not a regular file")
+                if not _wanted(rel):
+                    continue
+                total += member.size
+                if total > max_bytes:
+                    raise BundleError(f"bundle {path}: larger than {max_bytes} bytes")
+                extracted = tar.extractfile(member)
+                if extracted is None:
+                    raise BundleError(f"bundle {path}: cannot read {member.name}")
+                files[rel] = extracted.read(max_bytes + 1)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BundleError(f"bundle {path}: unreadable tarball: {exc}") from exc
+    return files
+
+
+def _safe_member_path(path: Path, name: str) -> str:
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise BundleError(f"bundle {path}: entry {name!r} escapes the bundle")
+    return pure.as_posix().removeprefix("./")
+
+
+def _wanted(rel: str) -> bool:
+    name = PurePosixPath(rel).name
+    if name == ".manifest" or name in DATA_FILES:
+        return True
+    return name.endswith(".rego") and not name.endswith("_test.rego")
+
+
+def _assemble(source: str, files: dict[str, bytes]) -> Bundle:
+    manifest = _parse_manifest(source, files.pop(".manifest", None))
+    data: dict[str, Any] = {}
+    modules: dict[str, str] = {}
+    for rel, content in sorted(files.items()):
+        pure = PurePosixPath(rel)
+        text = _decode(source, rel, content)
+        if pure.name in DATA_FILES:
+            document = _parse_data(source, rel, text)
+            _place(data, [p for p in pure.parent.parts if p != "."], document, source, rel)
+        else:
+            _refuse_network_builtins(source, rel, text)
+            modules[rel] = text
+    if not modules:
+        raise BundleError(f"bundle {source}: contains no .rego modules")
+    return Bundle(
+        source=source,
+        revision=manifest.get("revision", ""),
+        roots=tuple(manifest.get("roots", [""])),
+        data=data,
+        modules=modules,
+    )
+
+
+def _parse_manifest(source: str, content: bytes | None) -> dict[str, Any]:
+    if content is None:
+        return {}
+    try:
+        manifest = json.loads(content)
+    except ValueError as exc:
+        raise BundleError(f"bundle {source}: .manifest is not JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"bundle {source}: .manifest must be a JSON object")
+    if not isinstance(manifest.get("revision", ""), str):
+        raise BundleError(f"bundle {source}: .manifest revision must be a string")
+    roots = manifest.get("roots", [""])
+    if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
+        raise BundleError(f"bundle {source}: .manifest roots must be a list of strings")
+    return manifest
+
+
+def _decode(source: str, rel: str, content: bytes) -> str:
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"bundle {source}: {rel} is not UTF-8") from exc
+
+
+def _parse_data(source: str, rel: str, text: str) -> Any:
+    try:
+        return json.loads(text) if rel.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise BundleError(f"bundle {source}: {rel} does not parse: {exc}") from exc
+
+
+def _place(data: dict[str, Any], path: list[str], doc: Any, source: str, rel: str) -> None:
+    """Merge ``doc`` into ``data`` at ``path``; overlapping leaves are an error, as in OPA."""
+    if not path:
+        if not isinstance(doc, dict):
+            raise BundleError(f"bundle {source}: {rel} at the bundle root must be an object")
+        _merge(data, doc, source, rel)
+        return
+    _merge(data, _nest(path, doc), source, rel)
+
+
+def _nest(path: list[str], doc: Any) -> dict[str, Any]:
+    for key in reversed(path):
+        doc = {key: doc}
+    return doc
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any], source: str, rel: str) -> None:
+    for key, value in new.items():
+        if key not in into:
+            into[key] = value
+        elif isinstance(into[key], dict) and isinstance(value, dict):
+            _merge(into[key], value, source, rel)
+        else:
+            raise BundleError(f"bundle {source}: {rel} redefines data key {key!r}")
+
+
+_STRINGS_AND_COMMENTS = re.compile(r'`[^`]*`|"(?:\\.|[^"\\\n])*"|#[^\n]*')
+
+
+def _refuse_network_builtins(source: str, rel: str, text: str) -> None:
+    code = _STRINGS_AND_COMMENTS.sub(" ", text)
+    for line_no, line in _lines(code):
+        for builtin in NETWORK_BUILTINS:
+            pattern = r"\b" + r"\s*\.\s*".join(map(re.escape, builtin.split("."))) + r"\b"
+            if re.search(pattern, line):
+                raise BundleError(
+                    f"bundle {source}: {rel}:{line_no} calls {builtin}, a builtin that "
+                    "reaches the network; refused"
+                )
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    return enumerate(text.split("\n"), start=1)

@@ -1,0 +1,122 @@
+"""Validate the raw policy result (DESIGN §5) into a :class:`PolicyResult`.
+
+Expected shape of ``data.capgate.authz.decision``::
+
+    {"effect": "allow" | "deny" | "require_approval",
+     "reasons": [{"code": str, "message": str}],
+     "obligations": [{"type": str, "parameters": {...}}],
+     "approval": {"approver_roles": [str], "min_approvals": int >= 1, "ttl_seconds": int >= 1},
+     "budgets": [{"scope": "tenant" | "principal" | "capability" | "run",
+                  "window": "1m" | "1h" | "1d" | "30d"   (absent for scope "run"),
+                  "limit_usd_micros": int, "limit_calls": int, "limit_tokens": int}],
+     "rate_limits": [...], "class": "read" | "write",
+     "enforcement": "enforce" | "shadow", "log": {"mask": [str]}}
+
+Only ``effect`` is required. Anything else malformed raises :class:`PolicyError`,
+which the pipeline turns into DENY ``POLICY_ERROR``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from capgate.decision.model import (
+    ApprovalRequirement,
+    BudgetScope,
+    BudgetSpec,
+    BudgetWindow,
+    Effect,
+    Obligation,
+    PolicyResult,
+    Reason,
+)
+from capgate.errors import PolicyError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Reason(_Model):
+    code: str = Field(min_length=1)
+    message: str = ""
+
+
+class _Obligation(_Model):
+    type: str = Field(min_length=1)
+    parameters: dict[str, Any] = {}
+
+
+class _Approval(_Model):
+    approver_roles: list[str] = []
+    min_approvals: int = Field(default=1, ge=1)
+    ttl_seconds: int = Field(default=900, ge=1)
+
+
+class _Budget(_Model):
+    scope: Literal["tenant", "principal", "capability", "run"]
+    window: Literal["1m", "1h", "1d", "30d"] | None = None
+    limit_usd_micros: int | None = Field(default=None, ge=0)
+    limit_calls: int | None = Field(default=None, ge=0)
+    limit_tokens: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _window_matches_scope(self) -> _Budget:
+        if (self.scope == "run") != (self.window is None):
+            raise ValueError("window is required for every scope but run, and absent for run")
+        return self
+
+
+class _Log(_Model):
+    mask: list[str] = []
+
+
+class _PolicyResult(_Model):
+    effect: Literal["allow", "deny", "require_approval"]
+    reasons: list[_Reason] = []
+    obligations: list[_Obligation] = []
+    approval: _Approval | None = None
+    budgets: list[_Budget] = []
+    action_class: Literal["read", "write"] = Field(default="write", alias="class")
+    enforcement: Literal["enforce", "shadow"] = "enforce"
+    log: _Log = _Log()
+
+
+def parse_policy_result(raw: Any) -> PolicyResult:
+    """Validate ``raw`` (the entrypoint's value) into a :class:`PolicyResult`."""
+    try:
+        model = _PolicyResult.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'result'}: {e['msg']}" for e in exc.errors()
+        )
+        raise PolicyError(f"malformed policy result: {problems}") from exc
+    return PolicyResult(
+        effect=Effect(model.effect),
+        reasons=tuple(Reason(r.code, r.message) for r in model.reasons),
+        obligations=tuple(Obligation(o.type, o.parameters) for o in model.obligations),
+        approval=(
+            ApprovalRequirement(
+                tuple(model.approval.approver_roles),
+                model.approval.min_approvals,
+                model.approval.ttl_seconds,
+            )
+            if model.approval
+            else None
+        ),
+        budgets=tuple(
+            BudgetSpec(
+                scope=BudgetScope(b.scope),
+                window=BudgetWindow(b.window or "run"),
+                limit_usd_micros=b.limit_usd_micros,
+                limit_calls=b.limit_calls,
+                limit_tokens=b.limit_tokens,
+            )
+            for b in model.budgets
+        ),
+        action_class=model.action_class,
+        enforcement=model.enforcement,
+        mask=tuple(model.log.mask),
+    )

@@ -1,0 +1,115 @@
+"""The gRPC server: AuthorizationService, grpc.health.v1, reflection, /metrics, drain.
+
+Health (https://github.com/grpc/grpc/blob/master/doc/health-checking.md) reports
+NOT_SERVING for "" and ``capgate.v1.AuthorizationService`` until a bundle is active,
+and again while draining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from capgate.api.authorization import AuthorizationServicer
+from capgate.app import App
+from capgate.errors import BundleError
+from capgate.settings import parse_host_port
+from capgate.v1 import authorization_service_pb2, authorization_service_pb2_grpc
+
+log = structlog.get_logger("capgate")
+
+AUTHORIZATION_SERVICE = authorization_service_pb2.DESCRIPTOR.services_by_name[
+    "AuthorizationService"
+].full_name
+HEALTH_NAMES = ("", AUTHORIZATION_SERVICE)
+
+
+class CapgateServer:
+    """Lifecycle: :meth:`start` (bind, NOT_SERVING) → :meth:`activate` (SERVING) → :meth:`stop`."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        settings = app.settings.server
+        self._server = grpc.aio.server(
+            options=[("grpc.max_receive_message_length", settings.max_receive_message_bytes)]
+        )
+        self._health = health.aio.HealthServicer()
+        authorization_service_pb2_grpc.add_AuthorizationServiceServicer_to_server(
+            AuthorizationServicer(app.pipeline, app.metrics), self._server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (*HEALTH_NAMES[1:], health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self._metrics_httpd: object | None = None
+        self.grpc_port = 0
+        self.metrics_port = 0
+
+    async def start(self) -> int:
+        """Bind and start serving (NOT_SERVING). Returns the bound gRPC port."""
+        settings = self._app.settings.server
+        self.grpc_port = self._server.add_insecure_port(settings.listen)
+        if self.grpc_port == 0:
+            raise OSError(f"cannot listen on {settings.listen}")
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._server.start()
+        host, port = parse_host_port(settings.metrics_listen)
+        httpd, _thread = start_http_server(port, host, registry=self._app.metrics.registry)
+        self._metrics_httpd = httpd
+        self.metrics_port = httpd.server_port
+        log.info(
+            "listening",
+            grpc=settings.listen,
+            grpc_port=self.grpc_port,
+            metrics_port=self.metrics_port,
+        )
+        return self.grpc_port
+
+    async def activate(self) -> None:
+        """Activate the configured bundle, then report SERVING. Raises BundleError."""
+        await self._app.activate_bundle()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Drain: NOT_SERVING, finish in-flight calls within the grace period, close."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._server.stop(grace_seconds)
+        await self._app.aclose()
+        if self._metrics_httpd is not None:
+            httpd = self._metrics_httpd
+            await asyncio.to_thread(httpd.shutdown)  # type: ignore[attr-defined]
+            httpd.server_close()  # type: ignore[attr-defined]
+        log.info("stopped")
+
+    async def wait(self) -> None:
+        await self._server.wait_for_termination()
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        for name in HEALTH_NAMES:
+            await self._health.set(name, status)
+
+
+async def serve_until_signalled(app: App) -> int:
+    """Run until SIGTERM or SIGINT, then drain. Returns the process exit code."""
+    server = CapgateServer(app)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await server.activate()
+    except BundleError as exc:
+        log.error("bundle_activation_failed", error=str(exc))
+        await server.stop(0)
+        return 2
+    await stop.wait()
+    log.info("draining", grace_period_seconds=app.settings.server.grace_period_seconds)
+    await server.stop(app.settings.server.grace_period_seconds)
+    return 0

@@ -1,0 +1,131 @@
+"""capgate's settings: one nested model per component, read once at start.
+
+Sources, highest priority first: command-line flags, ``CAPGATE_*`` environment
+variables (nested keys joined by ``__``, e.g. ``CAPGATE_BUDGET__DEADLINE_MS=50``),
+the YAML file given with ``--config``, then defaults. Unknown keys are errors.
+Example YAML::
+
+    server: {listen: "127.0.0.1:50051", metrics_listen: "127.0.0.1:9464"}
+    policy: {bundle: bundles/default}
+    budget: {redis_url: "redis://127.0.0.1:6379/0", deadline_ms: 20}
+    decision_log: {path: /var/log/capgate/decisions.jsonl}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from capgate.errors import ConfigError
+
+ENV_PREFIX = "CAPGATE_"
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:50051"`` -> ``("127.0.0.1", 50051)``; ``"[::1]:0"`` for IPv6."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT (port 0-65535)")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    listen: str = "127.0.0.1:50051"
+    metrics_listen: str = "127.0.0.1:9464"
+    grace_period_seconds: float = Field(default=10.0, ge=0)
+    max_receive_message_bytes: int = Field(default=4 << 20, ge=1 << 20)
+
+    @field_validator("listen", "metrics_listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        parse_host_port(value)
+        return value
+
+
+class PolicySettings(_Section):
+    bundle: Path
+    entrypoint: str = "data.capgate.authz.decision"
+
+
+class BudgetSettings(_Section):
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    deadline_ms: int = Field(default=20, ge=1, le=10_000)
+    run_ttl_seconds: int = Field(default=86_400, ge=60)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class DecisionLogSettings(_Section):
+    path: Path | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    server: ServerSettings = ServerSettings()
+    policy: PolicySettings
+    budget: BudgetSettings = BudgetSettings()
+    decision_log: DecisionLogSettings = DecisionLogSettings()
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``overrides`` (nested dicts, e.g. from flags), the environment
+    and ``config_file``.
+
+    Raises:
+        ConfigError: naming every bad key, e.g. ``budget.deadline_ms: Input should be
+            greater than or equal to 1``.
+    """
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"--config {config_file}: no such file")
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+            if config_file is not None:
+                sources += (YamlConfigSettingsSource(settings_cls, yaml_file=config_file),)
+            return sources
+
+    try:
+        loaded = _FromFile(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+    except (ValueError, OSError) as exc:  # unreadable or malformed YAML
+        raise ConfigError(f"--config {config_file}: {exc}") from exc
+    return Settings.model_validate(loaded.model_dump())
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        env = ENV_PREFIX + "__".join(str(part) for part in error["loc"]).upper()
+        lines.append(f"{key} (or {env}): {error['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)

@@ -1,0 +1,123 @@
+"""A policy that fails, is undefined or is malformed yields DENY POLICY_ERROR; a bundle
+that reaches the network is refused at load; shadow enforcement allows and records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from capgate.errors import BundleError
+from capgate.local.redis_server import RedisServer
+from capgate.policy.bundle import load_bundle
+from capgate_client import AsyncClient
+from tests.conftest import start_capgate
+
+CALL = {"tenant_id": "acme", "principal_id": "agent", "capability": "noop", "tool": "noop"}
+
+
+def _bundle(root: Path, policy: str, revision: str = "r1") -> Path:
+    root.mkdir()
+    (root / ".manifest").write_text(json.dumps({"revision": revision, "roots": ["capgate"]}))
+    (root / "policy.rego").write_text("package capgate.authz\n\n" + policy)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("policy", "why"),
+    [
+        ('decision := {"effect": "allow"} if input.tool == "never"\n', "undefined"),
+        ('decision := {"effect": "maybe"}\n', "effect"),
+        (
+            'decision := {"effect": "allow", "budgets": [{"scope": "run", "limit_calls": -1}]}\n',
+            "limit_calls",
+        ),
+        (
+            'decision := {"effect": "allow", "budgets": [{"scope": "tenant", "window": "1d", '
+            '"limit_calls": 3}]}\n',
+            "not enforced",
+        ),
+        ('decision := "allow"\n', "result"),
+    ],
+    ids=["undefined", "unknown-effect", "negative-limit", "unsupported-scope", "not-an-object"],
+)
+async def test_bad_policy_results_deny_with_policy_error(
+    tmp_path: Path, redis_server: RedisServer, policy: str, why: str
+) -> None:
+    bundle = _bundle(tmp_path / "bundle", policy)
+    async with (
+        start_capgate(
+            bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
+        ) as running,
+        AsyncClient(running.target) as client,
+    ):
+        result = await client.authorize(**CALL, run_id="r")
+        event = running.event_for(result.decision_id)
+    assert (result.effect, result.reason_codes) == ("DENY", ("POLICY_ERROR",))
+    assert why in event["error"]
+    assert why not in result.reasons[0].message
+
+
+@pytest.mark.parametrize(
+    "call", ['http.send({"method": "get", "url": "http://x"})', 'net.lookup_ip_addr("x")']
+)
+def test_network_builtins_are_refused_at_load(tmp_path: Path, call: str) -> None:
+    bundle = _bundle(tmp_path / "bundle", f'decision := {{"effect": "allow", "x": {call}}}\n')
+    with pytest.raises(BundleError, match="reaches the network"):
+        load_bundle(bundle)
+
+
+async def test_shadow_enforcement_allows_and_records_the_real_effect(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    bundle = _bundle(
+        tmp_path / "bundle",
+        'decision := {"effect": "deny", "enforcement": "shadow",\n'
+        '  "reasons": [{"code": "WOULD_DENY", "message": "m"}]}\n',
+    )
+    async with (
+        start_capgate(
+            bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
+        ) as running,
+        AsyncClient(running.target) as client,
+    ):
+        result = await client.authorize(**CALL)
+        event = running.event_for(result.decision_id)
+    assert (result.effect, result.reason_codes) == ("ALLOW", ())
+    assert event["shadow"] == {
+        "effect": "deny",
+        "reasons": [{"code": "WOULD_DENY", "message": "m"}],
+    }
+
+
+async def test_bundle_from_tarball_decides_like_its_directory(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    import tarfile
+
+    from tests.conftest import DEFAULT_BUNDLE
+
+    tarball = tmp_path / "default.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for path in sorted(DEFAULT_BUNDLE.rglob("*")):
+            tar.add(path, arcname=path.relative_to(DEFAULT_BUNDLE).as_posix(), recursive=False)
+    async with (
+        start_capgate(
+            bundle=tarball, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
+        ) as running,
+        AsyncClient(running.target) as client,
+    ):
+        result = await client.authorize(
+            tenant_id="acme",
+            principal_id="refund-agent",
+            scopes=["refunds:write"],
+            capability="issue_refund",
+            tool="payments.create_refund",
+            parameters={"amount_usd": 60},
+            run_id="r",
+            workflow="refund_request",
+            idempotency_key="k",
+        )
+    assert result.effect == "REQUIRE_APPROVAL"
+    assert result.policy_revision == "default-2026.11.21-1"

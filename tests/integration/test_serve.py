@@ -1,0 +1,224 @@
+"""`capgate serve` as a process: health, reflection, metrics, settings errors, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from capgate.app import build_app
+from capgate.local.redis_server import RedisServer
+from capgate.server import CapgateServer
+from capgate.settings import load_settings
+from capgate_client import AsyncClient, Client
+from tests.conftest import DEFAULT_BUNDLE, ROOT
+
+STARTUP_SECONDS = 30
+
+
+class ServeProcess:
+    """`python -m capgate serve ...` with its JSON log lines read on a thread."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "capgate", "serve", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.put(line)
+
+    def wait_for(self, event: str) -> dict[str, Any]:
+        while True:
+            line = self.lines.get(timeout=STARTUP_SECONDS)
+            self.seen.append(line)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == event:
+                return record
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=STARTUP_SECONDS)
+
+
+@pytest.fixture
+def serve(
+    redis_server: RedisServer, tmp_path: Path
+) -> Iterator[tuple[ServeProcess, dict[str, Any]]]:
+    proc = ServeProcess(
+        [
+            "--bundle",
+            str(DEFAULT_BUNDLE),
+            "--redis-url",
+            redis_server.url,
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--decision-log",
+            str(tmp_path / "decisions.jsonl"),
+        ]
+    )
+    listening = proc.wait_for("listening")
+    proc.wait_for("bundle_activated")
+    yield proc, listening
+    if proc.process.poll() is None:
+        proc.process.kill()
+        proc.process.wait()
+
+
+def test_serves_health_reflection_metrics_and_drains_on_sigterm(
+    serve: tuple[ServeProcess, dict[str, Any]], tmp_path: Path
+) -> None:
+    proc, listening = serve
+    target = f"127.0.0.1:{listening['grpc_port']}"
+    with grpc.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "capgate.v1.AuthorizationService"):
+            status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()
+        assert "capgate.v1.AuthorizationService" in services
+        assert "grpc.health.v1.Health" in services
+    with Client(target) as client:
+        result = client.authorize(
+            tenant_id="acme",
+            principal_id="refund-agent",
+            scopes=["refunds:write"],
+            capability="issue_refund",
+            tool="payments.create_refund",
+            parameters={"amount_usd": 30},
+            run_id="serve-run",
+            workflow="refund_request",
+            idempotency_key="k1",
+        )
+    assert result.effect == "ALLOW"
+    metrics_url = f"http://127.0.0.1:{listening['metrics_port']}/metrics"
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'capgate_decisions_total{effect="allow"} 1.0' in metrics
+    assert 'capgate_bundle_active{revision="default-2026.11.21-1"} 1.0' in metrics
+    assert "capgate_decision_duration_seconds_bucket" in metrics
+    assert proc.stop() == 0
+    proc.wait_for("stopped")
+    log = (tmp_path / "decisions.jsonl").read_text().splitlines()
+    assert json.loads(log[0])["decision_id"] == result.decision_id
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--listen", "nohost"], {}, "server.listen"),
+        ([], {"CAPGATE_BUDGET__DEADLINE_MS": "0"}, "CAPGATE_BUDGET__DEADLINE_MS"),
+        (["--redis-url", "http://x"], {}, "budget.redis_url"),
+        (["--config", "/nonexistent.yaml"], {}, "--config"),
+    ],
+    ids=["bad-listen", "bad-env", "bad-redis-url", "missing-config"],
+)
+def test_bad_settings_exit_2_naming_the_key(
+    args: list[str], env: dict[str, str], named: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "capgate", "serve", "--bundle", str(DEFAULT_BUNDLE), *args],
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_SECONDS,
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
+    assert proc.returncode == 2
+    assert named in proc.stderr
+
+
+def test_settings_come_from_yaml_file_with_flags_on_top(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "capgate.yaml"
+    config.write_text(
+        f"server: {{listen: '127.0.0.1:1', metrics_listen: '127.0.0.1:0'}}\n"
+        f"policy: {{bundle: {DEFAULT_BUNDLE}}}\n"
+        f"budget: {{redis_url: '{redis_server.url}'}}\n"
+    )
+    proc = ServeProcess(["--config", str(config), "--listen", "127.0.0.1:0"])
+    try:
+        listening = proc.wait_for("listening")
+        assert listening["grpc"] == "127.0.0.1:0"  # the flag won over the file
+        proc.wait_for("bundle_activated")
+        assert proc.stop() == 0
+    finally:
+        if proc.process.poll() is None:
+            proc.process.kill()
+
+
+def test_bundle_that_fails_to_load_exits_2(tmp_path: Path, redis_server: RedisServer) -> None:
+    bundle = tmp_path / "bad"
+    bundle.mkdir()
+    (bundle / "p.rego").write_text('package capgate.authz\ndecision := http.send({"url": "x"})\n')
+    proc = ServeProcess(
+        [
+            "--bundle",
+            str(bundle),
+            "--redis-url",
+            redis_server.url,
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ]
+    )
+    record = proc.wait_for("bundle_activation_failed")
+    assert "reaches the network" in record["error"]
+    assert proc.process.wait(timeout=STARTUP_SECONDS) == 2
+
+
+async def test_not_serving_and_policy_unavailable_until_a_bundle_is_active(
+    redis_server: RedisServer,
+) -> None:
+    settings = load_settings(
+        server={"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"},
+        policy={"bundle": DEFAULT_BUNDLE},
+        budget={"redis_url": redis_server.url},
+    )
+    server = CapgateServer(build_app(settings))
+    port = await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service="")
+            assert (
+                await health.Check(request)
+            ).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            async with AsyncClient(f"127.0.0.1:{port}") as client:
+                result = await client.authorize(tenant_id="t", principal_id="p", capability="c")
+            assert (result.effect, result.reason_codes) == ("DENY", ("POLICY_UNAVAILABLE",))
+            await server.activate()
+            assert (await health.Check(request)).status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await server.stop(0)
