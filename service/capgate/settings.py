@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -32,9 +33,11 @@ ENV_PREFIX = "CAPGATE_"
 def parse_host_port(value: str) -> tuple[str, int]:
     """``"127.0.0.1:50051"`` -> ``("127.0.0.1", 50051)``; ``"[::1]:0"`` for IPv6."""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    host = host.removeprefix("[").removesuffix("]")
+    valid_port = port.isascii() and port.isdigit() and int(port) <= 65535
+    if not sep or not host or not valid_port:
         raise ValueError(f"{value!r} is not HOST:PORT (port 0-65535)")
-    return host.removeprefix("[").removesuffix("]"), int(port)
+    return host, int(port)
 
 
 class _Section(BaseModel):
@@ -117,7 +120,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         loaded = _FromFile(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from exc
-    except (ValueError, OSError) as exc:  # unreadable or malformed YAML
+    except (ValueError, OSError, yaml.YAMLError) as exc:  # unreadable or malformed YAML
         raise ConfigError(f"--config {config_file}: {exc}") from exc
     return Settings.model_validate(loaded.model_dump())
 

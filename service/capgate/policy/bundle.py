@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -60,7 +59,11 @@ def _read_directory(root: Path, max_bytes: int) -> dict[str, bytes]:
         rel = entry.relative_to(root).as_posix()
         if entry.is_symlink():
             raise BundleError(f"bundle {root}: {rel} is a symlink; refused")
-        if entry.is_dir() or not _wanted(rel):
+        if entry.is_dir():
+            continue
+        if not entry.is_file():
+            raise BundleError(f"bundle {root}: {rel} is not a regular file; refused")
+        if not _wanted(rel):
             continue
         content = entry.read_bytes()
         total += len(content)
@@ -104,7 +107,7 @@ def _safe_member_path(path: Path, name: str) -> str:
 
 def _wanted(rel: str) -> bool:
     name = PurePosixPath(rel).name
-    if name == ".manifest" or name in DATA_FILES:
+    if rel == ".manifest" or name in DATA_FILES:
         return True
     return name.endswith(".rego") and not name.endswith("_test.rego")
 
@@ -190,20 +193,28 @@ def _merge(into: dict[str, Any], new: dict[str, Any], source: str, rel: str) -> 
             raise BundleError(f"bundle {source}: {rel} redefines data key {key!r}")
 
 
-_STRINGS_AND_COMMENTS = re.compile(r'`[^`]*`|"(?:\\.|[^"\\\n])*"|#[^\n]*')
+def _network_call_pattern(builtin: str) -> str:
+    """``pkg.name`` as Rego can spell it: ``pkg.name``, ``pkg . name``, ``pkg["name"]``."""
+    pkg, name = builtin.split(".")
+    quoted = rf'"{name}"|`{name}`'
+    return rf"\b{pkg}\s*(?:\.\s*{name}\b|\[\s*(?:{quoted})\s*\])"
+
+
+# Tokens scanned left to right: string literals and comments are consumed whole, so a
+# builtin's name inside them is not a call; a call may span lines.
+_SCAN = re.compile(
+    r'(?P<string>"(?:\\.|[^"\\\n])*"|`[^`]*`)|(?P<comment>#[^\n]*)|(?P<call>'
+    + "|".join(_network_call_pattern(b) for b in NETWORK_BUILTINS)
+    + ")"
+)
 
 
 def _refuse_network_builtins(source: str, rel: str, text: str) -> None:
-    code = _STRINGS_AND_COMMENTS.sub(" ", text)
-    for line_no, line in _lines(code):
-        for builtin in NETWORK_BUILTINS:
-            pattern = r"\b" + r"\s*\.\s*".join(map(re.escape, builtin.split("."))) + r"\b"
-            if re.search(pattern, line):
-                raise BundleError(
-                    f"bundle {source}: {rel}:{line_no} calls {builtin}, a builtin that "
-                    "reaches the network; refused"
-                )
-
-
-def _lines(text: str) -> Iterator[tuple[int, str]]:
-    return enumerate(text.split("\n"), start=1)
+    for match in _SCAN.finditer(text):
+        if match.group("call"):
+            line_no = text.count("\n", 0, match.start()) + 1
+            builtin = next(b for b in NETWORK_BUILTINS if match.group("call").startswith(b[:3]))
+            raise BundleError(
+                f"bundle {source}: {rel}:{line_no} calls {builtin}, a builtin that reaches "
+                "the network; refused"
+            )

@@ -12,15 +12,23 @@ Expected shape of ``data.capgate.authz.decision``::
      "rate_limits": [...], "class": "read" | "write",
      "enforcement": "enforce" | "shadow", "log": {"mask": [str]}}
 
+Integers may be Rego numbers with no fraction (``5.0``); booleans and strings are refused.
 Only ``effect`` is required. Anything else malformed raises :class:`PolicyError`,
 which the pipeline turns into DENY ``POLICY_ERROR``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from capgate.decision.model import (
     ApprovalRequirement,
@@ -33,6 +41,18 @@ from capgate.decision.model import (
     Reason,
 )
 from capgate.errors import PolicyError
+
+
+def _integral(value: Any) -> Any:
+    """Accept ints and integral floats (Rego numbers); refuse bools, strings and 1.5."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be an integer")
+    return int(value)
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
 
 
 class _Model(BaseModel):
@@ -51,16 +71,16 @@ class _Obligation(_Model):
 
 class _Approval(_Model):
     approver_roles: list[str] = []
-    min_approvals: int = Field(default=1, ge=1)
-    ttl_seconds: int = Field(default=900, ge=1)
+    min_approvals: Integer = Field(default=1, ge=1)
+    ttl_seconds: Integer = Field(default=900, ge=1)
 
 
 class _Budget(_Model):
     scope: Literal["tenant", "principal", "capability", "run"]
     window: Literal["1m", "1h", "1d", "30d"] | None = None
-    limit_usd_micros: int | None = Field(default=None, ge=0)
-    limit_calls: int | None = Field(default=None, ge=0)
-    limit_tokens: int | None = Field(default=None, ge=0)
+    limit_usd_micros: Integer | None = Field(default=None, ge=0)
+    limit_calls: Integer | None = Field(default=None, ge=0)
+    limit_tokens: Integer | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _window_matches_scope(self) -> _Budget:
