@@ -8,12 +8,7 @@ server drained cleanly on SIGTERM; 1 otherwise.
 from __future__ import annotations
 
 import json
-import queue
-import signal
 import statistics
-import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from capgate.local.redis_server import RedisServer
+from capgate.local.serve_process import ServeProcess
 from capgate_client import Client
 
 REFUND = {
@@ -123,11 +119,13 @@ SCRIPT: tuple[Step, ...] = (
 
 def run_demo(*, bundle: Path, decision_log: Path) -> int:
     console = Console()
+    if not console.is_terminal:  # piped or captured: don't squeeze the table into 80 columns
+        console = Console(width=140)
     decision_log.unlink(missing_ok=True)
     with RedisServer() as redis:
-        server = _start_server(bundle, redis.url, decision_log)
+        server = ServeProcess.start(bundle=bundle, redis_url=redis.url, decision_log=decision_log)
         try:
-            target = f"127.0.0.1:{server.grpc_port}"
+            target = server.target
             console.print(f"[bold]capgate[/] serving {bundle} on {target}, Redis at {redis.url}")
             mismatches, latencies = _replay(console, target)
         finally:
@@ -139,7 +137,7 @@ def run_demo(*, bundle: Path, decision_log: Path) -> int:
 def _replay(console: Console, target: str) -> tuple[int, list[float]]:
     table = Table(title="Agent tool calls through capgate Authorize")
     for column in ("#", "run", "capability / tool", "parameters", "effect", "reasons", "ms"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     mismatches, latencies = 0, []
     with Client(target) as client, Live(table, console=console, refresh_per_second=20):
         for number, step in enumerate(SCRIPT, start=1):
@@ -155,14 +153,20 @@ def _replay(console: Console, target: str) -> tuple[int, list[float]]:
                 str(number),
                 step.run_id,
                 f"{step.call['capability']}\n[dim]{step.call['tool']}[/]",
-                json.dumps(step.call.get("parameters", {}))
-                + (" [dim](dry run)[/]" if step.call.get("dry_run") else ""),
+                _parameters(step.call),
                 f"[{style}]{result.effect}[/]"
                 + ("" if ok else f" [bold red]expected {step.expect}[/]"),
                 "\n".join(result.reason_codes) or f"[dim]{step.note}[/]",
                 f"{latencies[-1]:.2f}",
             )
     return mismatches, latencies
+
+
+def _parameters(call: dict[str, Any]) -> str:
+    text = " ".join(f"{k}={json.dumps(v)}" for k, v in call.get("parameters", {}).items())
+    if call.get("estimated_cost_usd_micros"):
+        text += f" [dim]est. {call['estimated_cost_usd_micros']} usd_micros[/]"
+    return text + (" [dim](dry run)[/]" if call.get("dry_run") else "")
 
 
 def _summary(
@@ -201,54 +205,3 @@ def _summary(
     console.print(
         "server drained on SIGTERM" if drained else "[red]server did not drain cleanly[/]"
     )
-
-
-class _Server:
-    def __init__(self, process: subprocess.Popen[str], grpc_port: int) -> None:
-        self.process, self.grpc_port = process, grpc_port
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-
-def _start_server(bundle: Path, redis_url: str, decision_log: Path) -> _Server:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "capgate",
-            "serve",
-            "--bundle",
-            str(bundle),
-            "--redis-url",
-            redis_url,
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--decision-log",
-            str(decision_log),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(x) for x in process.stderr or ()], daemon=True
-    ).start()
-    port = 0
-    while True:
-        try:
-            record = json.loads(lines.get(timeout=30))
-        except (queue.Empty, ValueError) as exc:
-            process.kill()
-            raise RuntimeError("capgate serve did not start") from exc
-        if record.get("event") == "listening":
-            port = int(record["grpc_port"])
-        if record.get("event") == "bundle_activated":
-            return _Server(process, port)
-        if record.get("event") == "bundle_activation_failed":
-            process.kill()
-            raise RuntimeError(f"bundle failed to load: {record.get('error')}")

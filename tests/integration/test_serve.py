@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import signal
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,49 +20,13 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from capgate.app import build_app
 from capgate.local.redis_server import RedisServer
+from capgate.local.serve_process import ServeProcess
 from capgate.server import CapgateServer
 from capgate.settings import load_settings
 from capgate_client import AsyncClient, Client
 from tests.conftest import DEFAULT_BUNDLE, ROOT
 
 STARTUP_SECONDS = 30
-
-
-class ServeProcess:
-    """`python -m capgate serve ...` with its JSON log lines read on a thread."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "capgate", "serve", *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.put(line)
-
-    def wait_for(self, event: str) -> dict[str, Any]:
-        while True:
-            line = self.lines.get(timeout=STARTUP_SECONDS)
-            self.seen.append(line)
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("event") == event:
-                return record
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=STARTUP_SECONDS)
 
 
 @pytest.fixture

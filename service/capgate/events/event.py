@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from capgate.decision.model import AuthorizeRequest, Decision, PolicyResult
+from capgate.decision.model import AuthorizeRequest, Decision, PolicyResult, Reason
 
 SCHEMA_VERSION = "capgate.decision_event.v1"
 
@@ -51,16 +51,21 @@ def decision_event(
         },
         "capability": request.capability,
         "tool": request.tool,
-        "run": asdict(request.run),
+        "run": {
+            "run_id": request.run.run_id,
+            "workflow": request.run.workflow,
+            "step": request.run.step,
+            "trace_id": request.run.trace_id,
+        },
         "effect": decision.effect.value,
-        "reasons": [asdict(r) for r in decision.reasons],
-        "obligations": [asdict(o) for o in decision.obligations],
+        "reasons": _reasons(decision.reasons),
+        "obligations": [{"type": o.type, "parameters": o.parameters} for o in decision.obligations],
         "approval": asdict(decision.approval) if decision.approval else None,
         "budgets": [asdict(b) for b in decision.budgets],
         "policy_revision": decision.policy_revision,
         "dry_run": request.dry_run,
         "shadow": (
-            {"effect": shadowed.effect.value, "reasons": [asdict(r) for r in shadowed.reasons]}
+            {"effect": shadowed.effect.value, "reasons": _reasons(shadowed.reasons)}
             if shadowed
             else None
         ),
@@ -68,6 +73,10 @@ def decision_event(
         "error": error,
         "latency_ms": {k: round(v, 3) for k, v in latency_ms.items()},
     }
+
+
+def _reasons(reasons: tuple[Reason, ...]) -> list[dict[str, str]]:
+    return [{"code": r.code, "message": r.message} for r in reasons]
 
 
 def _rfc3339(decision: Decision) -> str:

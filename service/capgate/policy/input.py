@@ -14,13 +14,12 @@ Keeping the document small matters: rego-cpp's cost of ``set_input`` grows with 
 
 from __future__ import annotations
 
-from dataclasses import fields, is_dataclass
 from datetime import datetime
 from typing import Any
 
 from capgate.decision.model import AuthorizeRequest
 
-_SKIPPED = frozenset({"size_bytes"})
+_DEFAULTS: tuple[Any, ...] = ("", 0, False, None, [], {})
 
 
 def build_input(
@@ -30,26 +29,52 @@ def build_input(
     tenant_mode: str,
     request_time: datetime,
 ) -> dict[str, Any]:
-    """The input document for ``request``; see the module docstring for its shape."""
-    document = _compact(request)
+    """The input document for ``request``; see the module docstring for its shape.
+
+    ``parameters`` and ``attributes`` are passed through as they are (not copied).
+    """
+    p, res, run, cost = request.principal, request.resource, request.run, request.estimated_cost
+    document = _present(
+        {
+            "tenant_id": request.tenant_id,
+            "principal": _present(
+                {
+                    "id": p.id,
+                    "on_behalf_of": p.on_behalf_of,
+                    "delegation_chain": list(p.delegation_chain),
+                    "scopes": list(p.scopes),
+                    "roles": list(p.roles),
+                    "attributes": p.attributes,
+                }
+            ),
+            "capability": request.capability,
+            "tool": request.tool,
+            "parameters": request.parameters,
+            "resource": _present({"type": res.type, "id": res.id, "attributes": res.attributes}),
+            "run": _present(
+                {
+                    "run_id": run.run_id,
+                    "workflow": run.workflow,
+                    "step": run.step,
+                    "trace_id": run.trace_id,
+                }
+            ),
+            "estimated_cost": _present({"usd_micros": cost.usd_micros, "tokens": cost.tokens}),
+            "idempotency_key": request.idempotency_key,
+            "approval_id": request.approval_id,
+            "dry_run": request.dry_run,
+            "evidence": [
+                _present({"kind": e.kind, "uri": e.uri, "digest": e.digest})
+                for e in request.evidence
+            ],
+        }
+    )
     document["identity"] = identity
     document["tenant_mode"] = tenant_mode
     document["request_time"] = request_time.isoformat().replace("+00:00", "Z")
     return document
 
 
-def _compact(value: Any) -> Any:
-    if is_dataclass(value):
-        out: dict[str, Any] = {}
-        for f in fields(value):
-            if f.name in _SKIPPED:
-                continue
-            item = _compact(getattr(value, f.name))
-            if item not in ("", 0, False, None, (), [], {}):
-                out[f.name] = item
-        return out
-    if isinstance(value, tuple | list):
-        return [_compact(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _compact(v) for k, v in value.items()}
-    return value
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    """Drop fields at their proto3 default value."""
+    return {k: v for k, v in fields.items() if v not in _DEFAULTS}
