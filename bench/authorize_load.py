@@ -35,7 +35,7 @@ from capgate.local.serve_process import ServeProcess
 from capgate.policy.bundle import load_bundle
 from capgate.policy.embedded import EmbeddedEngine
 from capgate.v1 import authorization_service_pb2_grpc as api_grpc
-from capgate_client._client import build_request
+from capgate_client import build_request
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "bundles" / "default"
@@ -47,11 +47,16 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def refund(i: int) -> Any:
     """An allowed $10 refund; every 5 calls start a new run (max_tool_calls: 5)."""
     return build_request(
-        tenant_id="acme", principal_id="refund-agent", scopes=["refunds:write"],
-        capability="issue_refund", tool="payments.create_refund",
+        tenant_id="acme",
+        principal_id="refund-agent",
+        scopes=["refunds:write"],
+        capability="issue_refund",
+        tool="payments.create_refund",
         parameters={"amount_usd": 10, "customer_tier": "pro", "reason": "damaged item"},
-        run_id=f"bench-{os.getpid()}-{i // 5}", workflow="refund_request",
-        estimated_cost_usd_micros=1000, idempotency_key=f"bench-{i}",
+        run_id=f"bench-{os.getpid()}-{i // 5}",
+        workflow="refund_request",
+        estimated_cost_usd_micros=1000,
+        idempotency_key=f"bench-{i}",
     )
 
 
@@ -135,11 +140,15 @@ def _meets_ceiling(step: dict[str, Any]) -> bool:
 def engine_us_per_evaluation(iterations: int = 2000) -> float:
     engine = EmbeddedEngine(load_bundle(BUNDLE))
     document = {
-        "tenant_id": "acme", "principal": {"id": "refund-agent", "scopes": ["refunds:write"]},
-        "capability": "issue_refund", "tool": "payments.create_refund",
+        "tenant_id": "acme",
+        "principal": {"id": "refund-agent", "scopes": ["refunds:write"]},
+        "capability": "issue_refund",
+        "tool": "payments.create_refund",
         "parameters": {"amount_usd": 10, "customer_tier": "pro", "reason": "damaged item"},
-        "run": {"run_id": "r", "workflow": "refund_request"}, "idempotency_key": "k",
-        "identity": {"method": "insecure"}, "tenant_mode": "normal",
+        "run": {"run_id": "r", "workflow": "refund_request"},
+        "idempotency_key": "k",
+        "identity": {"method": "insecure"},
+        "tenant_mode": "normal",
         "request_time": "2026-11-21T00:00:00Z",
     }
     for _ in range(100):
@@ -169,10 +178,13 @@ def main() -> int:
     result = {
         "benchmark": "authorize_open_loop",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "regopy": regopy.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "regopy": regopy.__version__,
+        },
         "setup": "1 capgate process (uvloop), real redis-server, JSONL decision log on; "
-                 "1 load process (grpc.aio) on the same 2-core machine",
+        "1 load process (grpc.aio) on the same 2-core machine",
         "engine_us_per_evaluation": engine_us,
         "at_500_rps": _summary(by_rate.get(500)),
         "at_1000_rps": _summary(by_rate.get(1000)),

@@ -52,9 +52,12 @@ class App:
             BundleError: the bundle cannot be read or compiled; nothing is activated.
         """
         policy = self.settings.policy
+        if policy.bundle is None:
+            raise BundleError("no bundle configured (policy.bundle)")
+        path = policy.bundle
         try:
             engine = await asyncio.to_thread(
-                lambda: EmbeddedEngine(load_bundle(policy.bundle), policy.entrypoint)
+                lambda: EmbeddedEngine(load_bundle(path), policy.entrypoint)
             )
         except BundleError:
             self.metrics.bundle_activation_failures.inc()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,14 @@ import typer
 import uvloop
 
 from capgate.errors import ConfigError
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="capgate: a PDP for AI agents.")
 
@@ -42,7 +51,7 @@ def serve(
     ] = None,
     decision_log: Annotated[Path | None, typer.Option(help="JSONL decision log file")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file")] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    log_level: Annotated[LogLevel, typer.Option(help="log verbosity")] = LogLevel.INFO,
 ) -> None:
     """Serve Authorize over gRPC until SIGTERM."""
     from capgate.app import build_app
@@ -50,7 +59,7 @@ def serve(
     from capgate.server import serve_until_signalled
     from capgate.settings import load_settings
 
-    configure_logging(log_level)
+    configure_logging(log_level.value)
     try:
         settings = load_settings(
             config,
@@ -65,8 +74,13 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"capgate: {exc}", err=True)
         raise typer.Exit(2) from exc
+    try:
+        components = build_app(settings)
+    except OSError as exc:  # e.g. the decision log cannot be opened
+        typer.echo(f"capgate: {exc}", err=True)
+        raise typer.Exit(2) from exc
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        code = runner.run(serve_until_signalled(build_app(settings)))
+        code = runner.run(serve_until_signalled(components))
     raise typer.Exit(code)
 
 

@@ -37,7 +37,11 @@ class CapgateServer:
         self._app = app
         settings = app.settings.server
         self._server = grpc.aio.server(
-            options=[("grpc.max_receive_message_length", settings.max_receive_message_bytes)]
+            options=[
+                ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+                # A port already in use is an error, not a silent share with another process.
+                ("grpc.so_reuseport", 0),
+            ]
         )
         self._health = health.aio.HealthServicer()
         authorization_service_pb2_grpc.add_AuthorizationServiceServicer_to_server(
@@ -52,11 +56,16 @@ class CapgateServer:
         self.metrics_port = 0
 
     async def start(self) -> int:
-        """Bind and start serving (NOT_SERVING). Returns the bound gRPC port."""
+        """Bind and start serving (NOT_SERVING). Returns the bound gRPC port.
+
+        Raises:
+            OSError: the gRPC or metrics address cannot be bound.
+        """
         settings = self._app.settings.server
-        self.grpc_port = self._server.add_insecure_port(settings.listen)
-        if self.grpc_port == 0:
-            raise OSError(f"cannot listen on {settings.listen}")
+        try:
+            self.grpc_port = self._server.add_insecure_port(settings.listen)
+        except RuntimeError as exc:  # grpc's way of saying bind() failed
+            raise OSError(f"cannot listen on {settings.listen}: address in use or invalid") from exc
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.start()
         host, port = parse_host_port(settings.metrics_listen)
@@ -73,6 +82,7 @@ class CapgateServer:
 
     async def activate(self) -> None:
         """Activate the configured bundle, then report SERVING. Raises BundleError."""
+        await self._app.budget_store.connect()
         await self._app.activate_bundle()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
@@ -98,7 +108,12 @@ class CapgateServer:
 async def serve_until_signalled(app: App) -> int:
     """Run until SIGTERM or SIGINT, then drain. Returns the process exit code."""
     server = CapgateServer(app)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("listen_failed", error=str(exc))
+        await server.stop(0)
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -58,7 +58,7 @@ class ServerSettings(_Section):
 
 
 class PolicySettings(_Section):
-    bundle: Path
+    bundle: Path | None = None
     entrypoint: str = "data.capgate.authz.decision"
 
 
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     )
 
     server: ServerSettings = ServerSettings()
-    policy: PolicySettings
+    policy: PolicySettings = PolicySettings()
     budget: BudgetSettings = BudgetSettings()
     decision_log: DecisionLogSettings = DecisionLogSettings()
 
@@ -122,6 +122,11 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(_describe(exc)) from exc
     except (ValueError, OSError, yaml.YAMLError) as exc:  # unreadable or malformed YAML
         raise ConfigError(f"--config {config_file}: {exc}") from exc
+    if loaded.policy.bundle is None:
+        raise ConfigError(
+            "invalid settings:\n  policy.bundle (or CAPGATE_POLICY__BUNDLE, --bundle): "
+            "Field required"
+        )
     return Settings.model_validate(loaded.model_dump())
 
 

@@ -152,7 +152,7 @@ def test_policy_from_environment_alone(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [
-        ({}, "policy"),
+        ({}, "policy.bundle"),
         ({"budget": {"deadline_ms": 0}}, "budget.deadline_ms"),
         ({"budget": {"deadline_ms": 10_001}}, "budget.deadline_ms"),
         ({"budget": {"deadline_ms": "soon"}}, "budget.deadline_ms"),
@@ -172,7 +172,7 @@ def test_policy_from_environment_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_config_error_names_the_key(overrides: dict[str, Any], key: str) -> None:
-    if key != "policy":
+    if key != "policy.bundle":
         overrides.setdefault("policy", {"bundle": "b"})
     message = config_error(**overrides)
     assert f"\n  {key} (or CAPGATE_" in message
@@ -201,7 +201,7 @@ def test_config_error_from_environment_names_key_and_variable(
         ("policy: {bundle: b}\nbudget: {deadline_ms: 0}\n", "budget.deadline_ms"),
         ("policy: {bundle: b}\nserver: {listen: nohost}\n", "server.listen"),
         ("policy: {bundle: b}\nunknown_section: {}\n", "unknown_section"),
-        ("server: {listen: '127.0.0.1:1'}\n", "policy"),
+        ("server: {listen: '127.0.0.1:1'}\n", "policy.bundle"),
     ],
 )
 def test_config_error_from_yaml_names_the_key(tmp_path: Path, text: str, key: str) -> None:

@@ -15,7 +15,7 @@ A DENY is a result, not an exception; a malformed request raises
 treat them as DENY (fail closed).
 """
 
-from capgate_client._client import AsyncClient, Client
+from capgate_client._client import AsyncClient, Client, build_request
 from capgate_client._types import AuthorizeResult, BudgetUsage, InvalidRequestError, Reason
 
 __all__ = [
@@ -25,4 +25,5 @@ __all__ = [
     "Client",
     "InvalidRequestError",
     "Reason",
+    "build_request",
 ]

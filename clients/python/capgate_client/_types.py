@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -23,15 +24,20 @@ class Reason:
 
 @dataclass(frozen=True, slots=True)
 class BudgetUsage:
-    """One budget after the decision. ``scope``: "run", "tenant", ...; money in micro-dollars."""
+    """One budget after the decision. ``scope``: "run", "tenant", ...; money in micro-dollars.
+
+    A ``limit_*`` of ``None`` is not enforced.
+    """
 
     scope: str
     window: str
-    limit_usd_micros: int
+    limit_usd_micros: int | None
     reserved_usd_micros: int
     spent_usd_micros: int
-    limit_calls: int
+    limit_calls: int | None
     used_calls: int
+    limit_tokens: int | None
+    used_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,7 @@ class AuthorizeResult:
     approver_roles: tuple[str, ...]
     min_approvals: int
     policy_revision: str
+    decided_at: datetime
 
     @property
     def allowed(self) -> bool:
@@ -62,25 +69,46 @@ class AuthorizeResult:
             effect=types.Effect.Name(response.effect).removeprefix("EFFECT_"),
             reasons=tuple(Reason(r.code, r.message) for r in response.reasons),
             obligations=tuple(
-                {"type": o.type, "parameters": json_format.MessageToDict(o.parameters)}
+                {
+                    "type": o.type,
+                    "parameters": _whole_numbers(json_format.MessageToDict(o.parameters)),
+                }
                 for o in response.obligations
             ),
             budgets=tuple(
                 BudgetUsage(
                     scope=types.BudgetScope.Name(b.scope).removeprefix("BUDGET_SCOPE_").lower(),
                     window=types.BudgetWindow.Name(b.window).removeprefix("BUDGET_WINDOW_").lower(),
-                    limit_usd_micros=b.limit_usd_micros,
+                    limit_usd_micros=_optional(b, "limit_usd_micros"),
                     reserved_usd_micros=b.reserved_usd_micros,
                     spent_usd_micros=b.spent_usd_micros,
-                    limit_calls=b.limit_calls,
+                    limit_calls=_optional(b, "limit_calls"),
                     used_calls=b.used_calls,
+                    limit_tokens=_optional(b, "limit_tokens"),
+                    used_tokens=b.used_tokens,
                 )
                 for b in response.budgets
             ),
             approver_roles=tuple(response.approval.approver_roles),
             min_approvals=response.approval.min_approvals,
             policy_revision=response.policy_revision,
+            decided_at=response.decided_at.ToDatetime(tzinfo=UTC),
         )
+
+
+def _optional(message: types.BudgetStatus, field: str) -> int | None:
+    return getattr(message, field) if message.HasField(field) else None
+
+
+def _whole_numbers(value: Any) -> Any:
+    """Struct numbers are doubles; give back ints where the number is whole."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
 
 
 class InvalidRequestError(ValueError):

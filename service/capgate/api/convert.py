@@ -88,11 +88,13 @@ def authorize_response(decision: Decision) -> api.AuthorizeResponse:
             types.BudgetStatus(
                 scope=SCOPES[b.scope],
                 window=WINDOWS[b.window],
-                limit_usd_micros=b.limit_usd_micros or 0,
+                limit_usd_micros=b.limit_usd_micros,
                 spent_usd_micros=b.spent_usd_micros,
                 reserved_usd_micros=b.reserved_usd_micros,
-                limit_calls=b.limit_calls or 0,
+                limit_calls=b.limit_calls,
                 used_calls=b.used_calls,
+                limit_tokens=b.limit_tokens,
+                used_tokens=b.used_tokens,
             )
             for b in decision.budgets
         ],

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from importlib.resources import files
 
+import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -22,6 +23,8 @@ from capgate.errors import BudgetStoreUnavailable, PolicyError
 
 RESERVE_SCRIPT = files("capgate.budget").joinpath("scripts/reserve.lua").read_text("utf-8")
 NO_LIMIT = -1
+
+log = structlog.get_logger("capgate")
 
 
 class RedisBudgetStore:
@@ -58,6 +61,18 @@ class RedisBudgetStore:
             unit: Unit = reply[2].decode() if isinstance(reply[2], bytes) else reply[2]
             return BudgetCheck(admitted=False, exceeded=budgets[int(reply[1]) - 1], unit=unit)
         return BudgetCheck(admitted=True, statuses=_statuses(budgets, reply[1:]))
+
+    async def connect(self, timeout_seconds: float = 2.0) -> None:
+        """Open a first connection and load the script, outside any decision's deadline.
+
+        A failure is logged, not raised: decisions fail closed until Redis answers.
+        """
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await self._client.ping()
+                await self._client.script_load(RESERVE_SCRIPT)
+        except (TimeoutError, RedisError, OSError) as exc:
+            log.warning("budget_store_unreachable", error=str(exc))
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import structlog
+
 from capgate.budget.store import BudgetCheck, BudgetStore
 from capgate.clock import Clock
 from capgate.decision import reasons
@@ -33,6 +35,8 @@ from capgate.identity.insecure import InsecureIdentity
 from capgate.observability.metrics import Metrics
 from capgate.policy.active import ActivePolicy
 from capgate.policy.input import build_input
+
+log = structlog.get_logger("capgate")
 
 _UNIT_REASONS = {
     "calls": reasons.CALL_LIMIT_EXCEEDED,
@@ -89,17 +93,21 @@ class Pipeline:
         await self._apply_budgets(request, outcome)
         outcome.latency_ms["total"] = (self.clock.monotonic() - started) * 1000
         decision = self._decision(outcome, decided_at)
-        self.events.emit(
-            decision_event(
-                event_id=self.new_id(),
-                request=request,
-                decision=decision,
-                input_document=input_document,
-                shadowed=outcome.shadowed,
-                error=outcome.error,
-                latency_ms=outcome.latency_ms,
-            )
+        event = decision_event(
+            event_id=self.new_id(),
+            request=request,
+            decision=decision,
+            input_document=input_document,
+            shadowed=outcome.shadowed,
+            error=outcome.error,
+            latency_ms=outcome.latency_ms,
+            mask=outcome.policy.mask if outcome.policy else (),
         )
+        try:
+            self.events.emit(event)
+        except OSError as exc:  # the decision stands; the loss is counted and logged
+            self.metrics.decision_log_errors.inc()
+            log.error("decision_log_write_failed", decision_id=decision.decision_id, error=str(exc))
         self._observe(decision, outcome)
         return decision
 

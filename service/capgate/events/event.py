@@ -7,7 +7,8 @@ Shape (schema_version ``capgate.decision_event.v1``; all times RFC 3339 UTC)::
      roles}, "capability", "tool", "run": {run_id, workflow, step, trace_id},
      "effect", "reasons": [{code, message}], "obligations", "approval", "budgets",
      "policy_revision", "dry_run", "shadow": {effect, reasons} | null,
-     "input": <the policy input document>, "error": str | null,
+     "input": <the policy input document, masked>, "masked": [erased paths],
+     "error": str | null,
      "latency_ms": {"total", "policy", "budget"}}
 
 ``error`` carries details kept out of the caller's reason messages (DESIGN §4).
@@ -19,6 +20,7 @@ from dataclasses import asdict
 from typing import Any
 
 from capgate.decision.model import AuthorizeRequest, Decision, PolicyResult, Reason
+from capgate.events.mask import erase_paths
 
 SCHEMA_VERSION = "capgate.decision_event.v1"
 
@@ -32,9 +34,12 @@ def decision_event(
     shadowed: PolicyResult | None,
     error: str | None,
     latency_ms: dict[str, float],
+    mask: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The event for ``decision``; ``shadowed`` is the policy result a shadow ALLOW hid."""
+    """The event for ``decision``; ``shadowed`` is the policy result a shadow ALLOW hid;
+    ``mask`` lists input paths to erase (the policy result's ``log.mask``)."""
     principal = request.principal
+    logged_input, masked = erase_paths(input_document, mask)
     return {
         "schema_version": SCHEMA_VERSION,
         "event_id": event_id,
@@ -69,7 +74,8 @@ def decision_event(
             if shadowed
             else None
         ),
-        "input": input_document,
+        "input": logged_input,
+        "masked": masked,
         "error": error,
         "latency_ms": {k: round(v, 3) for k, v in latency_ms.items()},
     }

@@ -66,6 +66,11 @@ class Metrics:
             ["scope", "unit"],
             registry=registry,
         )
+        self.decision_log_errors = Counter(
+            "capgate_decision_log_errors_total",
+            "Decision events that could not be written (the decision was still returned).",
+            registry=registry,
+        )
         self.bundle_active = Gauge(
             "capgate_bundle_active",
             "1 for the revision of the active bundle.",

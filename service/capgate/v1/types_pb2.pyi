@@ -363,7 +363,9 @@ Global___ApprovalRef: _TypeAlias = ApprovalRef  # noqa: Y015
 
 @_typing.final
 class BudgetStatus(_message.Message):
-    """BudgetStatus reports one budget that applied to the decision."""
+    """BudgetStatus reports one budget that applied to the decision. A limit that is
+    not set is not enforced (explicit presence: unset is not the same as 0).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -374,28 +376,46 @@ class BudgetStatus(_message.Message):
     RESERVED_USD_MICROS_FIELD_NUMBER: _builtins.int
     LIMIT_CALLS_FIELD_NUMBER: _builtins.int
     USED_CALLS_FIELD_NUMBER: _builtins.int
+    LIMIT_TOKENS_FIELD_NUMBER: _builtins.int
+    USED_TOKENS_FIELD_NUMBER: _builtins.int
     scope: Global___BudgetScope.ValueType
     window: Global___BudgetWindow.ValueType
     limit_usd_micros: _builtins.int
     spent_usd_micros: _builtins.int
     reserved_usd_micros: _builtins.int
+    """Estimated cost held by allowed calls not yet settled."""
     limit_calls: _builtins.int
     used_calls: _builtins.int
+    limit_tokens: _builtins.int
+    used_tokens: _builtins.int
     def __init__(
         self,
         *,
         scope: Global___BudgetScope.ValueType = ...,
         window: Global___BudgetWindow.ValueType = ...,
-        limit_usd_micros: _builtins.int = ...,
+        limit_usd_micros: _builtins.int | None = ...,
         spent_usd_micros: _builtins.int = ...,
         reserved_usd_micros: _builtins.int = ...,
-        limit_calls: _builtins.int = ...,
+        limit_calls: _builtins.int | None = ...,
         used_calls: _builtins.int = ...,
+        limit_tokens: _builtins.int | None = ...,
+        used_tokens: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit_calls", b"_limit_calls", "_limit_tokens", b"_limit_tokens", "_limit_usd_micros", b"_limit_usd_micros", "limit_calls", b"limit_calls", "limit_tokens", b"limit_tokens", "limit_usd_micros", b"limit_usd_micros"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit_calls", b"limit_calls", "limit_usd_micros", b"limit_usd_micros", "reserved_usd_micros", b"reserved_usd_micros", "scope", b"scope", "spent_usd_micros", b"spent_usd_micros", "used_calls", b"used_calls", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit_calls", b"_limit_calls", "_limit_tokens", b"_limit_tokens", "_limit_usd_micros", b"_limit_usd_micros", "limit_calls", b"limit_calls", "limit_tokens", b"limit_tokens", "limit_usd_micros", b"limit_usd_micros", "reserved_usd_micros", b"reserved_usd_micros", "scope", b"scope", "spent_usd_micros", b"spent_usd_micros", "used_calls", b"used_calls", "used_tokens", b"used_tokens", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__limit_calls: _TypeAlias = _typing.Literal["limit_calls"]  # noqa: Y015
+    _WhichOneofArgType__limit_calls: _TypeAlias = _typing.Literal["_limit_calls", b"_limit_calls"]  # noqa: Y015
+    _WhichOneofReturnType__limit_tokens: _TypeAlias = _typing.Literal["limit_tokens"]  # noqa: Y015
+    _WhichOneofArgType__limit_tokens: _TypeAlias = _typing.Literal["_limit_tokens", b"_limit_tokens"]  # noqa: Y015
+    _WhichOneofReturnType__limit_usd_micros: _TypeAlias = _typing.Literal["limit_usd_micros"]  # noqa: Y015
+    _WhichOneofArgType__limit_usd_micros: _TypeAlias = _typing.Literal["_limit_usd_micros", b"_limit_usd_micros"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit_calls) -> _WhichOneofReturnType__limit_calls | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit_tokens) -> _WhichOneofReturnType__limit_tokens | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit_usd_micros) -> _WhichOneofReturnType__limit_usd_micros | None: ...
 
 Global___BudgetStatus: _TypeAlias = BudgetStatus  # noqa: Y015

@@ -1,0 +1,94 @@
+"""Decision-log behaviour: masking from the policy, and a failing write."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+from capgate.local.redis_server import RedisServer
+from capgate.local.serve_process import ServeProcess
+from capgate_client import AsyncClient
+from tests.conftest import DEFAULT_BUNDLE, start_capgate
+
+
+def _bundle(root: Path, policy: str) -> Path:
+    root.mkdir()
+    (root / ".manifest").write_text(json.dumps({"revision": "m1", "roots": ["capgate"]}))
+    (root / "policy.rego").write_text("package capgate.authz\n\n" + policy)
+    return root
+
+
+async def test_masked_paths_are_erased_from_the_logged_input(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    bundle = _bundle(
+        tmp_path / "b",
+        'decision := {"effect": "allow", "log": {"mask": ["parameters.card_number", "tool"]}}\n',
+    )
+    async with (
+        start_capgate(
+            bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
+        ) as running,
+        AsyncClient(running.target) as client,
+    ):
+        result = await client.authorize(
+            tenant_id="acme",
+            principal_id="p",
+            capability="pay",
+            tool="cards.charge",
+            parameters={"card_number": "4111111111111111", "amount_usd": 5},
+        )
+        event = running.event_for(result.decision_id)
+    assert result.effect == "ALLOW"
+    assert event["input"]["parameters"] == {"amount_usd": 5}
+    assert "tool" not in event["input"]
+    assert event["masked"] == ["parameters.card_number", "tool"]
+    assert "4111111111111111" not in json.dumps(event)
+
+
+async def test_a_failed_decision_log_write_still_answers_and_is_counted(
+    redis_server: RedisServer,
+) -> None:
+    async with (
+        start_capgate(
+            bundle=DEFAULT_BUNDLE, redis_url=redis_server.url, decision_log=Path("/dev/full")
+        ) as running,
+        AsyncClient(running.target) as client,
+    ):
+        result = await client.authorize(
+            tenant_id="acme",
+            principal_id="refund-agent",
+            scopes=["refunds:write"],
+            capability="issue_refund",
+            tool="payments.create_refund",
+            parameters={"amount_usd": 10},
+            run_id="full-disk",
+            workflow="refund_request",
+            idempotency_key="k",
+        )
+        errors = running.app.metrics.decision_log_errors._value.get()
+    assert result.effect == "ALLOW"
+    assert errors == 1
+
+
+def test_a_port_already_in_use_is_an_error(redis_server: RedisServer) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = ServeProcess(
+            [
+                "--bundle",
+                str(DEFAULT_BUNDLE),
+                "--redis-url",
+                redis_server.url,
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ]
+        )
+        record = proc.wait_for("listen_failed")
+        assert str(port) in record["error"]
+        assert proc.process.wait(timeout=30) == 2
