@@ -16,7 +16,6 @@ Shape (schema_version ``capgate.decision_event.v1``; all times RFC 3339 UTC)::
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from capgate.decision.model import AuthorizeRequest, Decision, PolicyResult, Reason
@@ -65,8 +64,8 @@ def decision_event(
         "effect": decision.effect.value,
         "reasons": _reasons(decision.reasons),
         "obligations": [{"type": o.type, "parameters": o.parameters} for o in decision.obligations],
-        "approval": asdict(decision.approval) if decision.approval else None,
-        "budgets": [asdict(b) for b in decision.budgets],
+        "approval": _shallow(decision.approval) if decision.approval else None,
+        "budgets": [_shallow(b) for b in decision.budgets],
         "policy_revision": decision.policy_revision,
         "dry_run": request.dry_run,
         "shadow": (
@@ -79,6 +78,11 @@ def decision_event(
         "error": error,
         "latency_ms": {k: round(v, 3) for k, v in latency_ms.items()},
     }
+
+
+def _shallow(record: Any) -> dict[str, Any]:
+    """A flat dataclass as a dict, without asdict's deep copy."""
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
 
 
 def _reasons(reasons: tuple[Reason, ...]) -> list[dict[str, str]]:
