@@ -282,3 +282,54 @@ test_empty_custom_sets_change_nothing if {
 		with data.capgate.custom as {"deny": set(), "approval_reasons": set()}
 	d.effect == "allow"
 }
+
+# Reason order: the same in OPA and rego-cpp. The capability's reasons (its
+# checks, then its conditions in list order), then the workflow's, then
+# data.capgate.custom's sorted by code and message; each reason once.
+
+test_reasons_in_library_order if {
+	req := object.remove(refund_with("principal", {"id": "refund-agent"}), ["idempotency_key", "parameters"])
+	[r.code | some r in decide(req).reasons] == ["MISSING_SCOPE", "IDEMPOTENCY_KEY_REQUIRED", "AMOUNT_INVALID", "AMOUNT_OVER_LIMIT"]
+}
+
+test_capability_reasons_before_workflow_reasons if {
+	d := decide(object.union(in_run, {"parameters": {"amount_usd": 60, "customer_tier": "enterprise"}}))
+	d.reasons == [
+		{"code": "REFUND_OVER_APPROVAL_THRESHOLD", "message": "over 50"},
+		{"code": "ENTERPRISE_CUSTOMER", "message": "m"},
+	]
+}
+
+test_same_reason_listed_once if {
+	d := authz.decision with input as object.union(deploy, {"run": {"run_id": "run-1", "workflow": "w"}})
+		with data.capgate.capabilities as capabilities
+		with data.capgate.workflows as {"w": {"requires_approval": true}}
+	d.effect == "require_approval"
+	d.reasons == [{"code": "APPROVAL_REQUIRED", "message": "this capability always requires a human approval"}]
+}
+
+test_custom_reasons_sorted_by_code_then_message if {
+	d := authz.decision with input as refund
+		with data.capgate.capabilities as capabilities
+		with data.capgate.custom.deny as {
+			{"code": "B", "message": "b"},
+			{"code": "AB", "message": "x"},
+			{"code": "A", "message": "b"},
+			{"code": "A", "message": "a b"},
+			{"code": "A", "message": "a"},
+		}
+	d.reasons == [
+		{"code": "A", "message": "a"},
+		{"code": "A", "message": "a b"},
+		{"code": "A", "message": "b"},
+		{"code": "AB", "message": "x"},
+		{"code": "B", "message": "b"},
+	]
+}
+
+test_custom_reasons_after_library_reasons if {
+	d := authz.decision with input as refund_with("tool", "payments.void_payment")
+		with data.capgate.capabilities as capabilities
+		with data.capgate.custom.deny as {{"code": "A_CUSTOM", "message": "m"}, {"code": "TOOL_NOT_COVERED", "message": "this tool is not covered by the capability"}}
+	[r.code | some r in d.reasons] == ["TOOL_NOT_COVERED", "A_CUSTOM"]
+}

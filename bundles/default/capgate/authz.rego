@@ -8,6 +8,10 @@
 #   deny > require_approval > allow. Bundles extend it without editing this
 #   file by defining data.capgate.custom.deny / .approval_reasons (sets of
 #   {code, message}).
+#
+#   Performance (rego-cpp, the sidecar's engine): reasons are built as arrays,
+#   not sets. rego-cpp builds sets of objects slowly (it serializes every
+#   element to compare it), and iterates them in a different order than OPA.
 package capgate.authz
 
 import data.capgate.lib.capability
@@ -15,39 +19,88 @@ import data.capgate.lib.workflow
 
 default_approval := {"approver_roles": ["approver"], "min_approvals": 1, "ttl_seconds": 900}
 
-deny contains r if some r in capability.deny
+# deny_list / approval_list: every reason, in a fixed order that does not
+# depend on the engine: the capability's (see capability.deny_list), then the
+# workflow's, then data.capgate.custom's, sorted by code and message. A reason
+# may appear twice here (the same condition in the capability and the
+# workflow, say); reasons lists it once.
+deny_list := [r |
+	some list in [capability.deny_list, workflow.deny_list, custom_deny]
+	some r in list
+]
 
-deny contains r if some r in workflow.deny
+approval_list := [r |
+	some list in [capability.approval_list, workflow.approval_list, custom_approval]
+	some r in list
+]
 
-deny contains r if some r in data.capgate.custom.deny
+custom_deny := sorted_reasons(custom) if {
+	custom := data.capgate.custom.deny
+} else := []
 
-approval_reasons contains r if some r in capability.approval_reasons
+custom_approval := sorted_reasons(custom) if {
+	custom := data.capgate.custom.approval_reasons
+} else := []
 
-approval_reasons contains r if some r in workflow.approval_reasons
+# sorted_reasons(reasons): reasons in the order of their code, then message
+# (a custom rule's set has no order of its own that both engines share).
+# The sort keys are hex-encoded: rego-cpp compares strings in their quoted
+# JSON form, which puts "a b" before "a", while hex digits compare alike in
+# both engines. (rego-cpp hex-encodes a string's escaped form, so strings with
+# `"`, `\` or control characters can still sort differently.) A reason without
+# a string code and message has no key and is left out, as listed() leaves it
+# out.
+sorted_reasons(reasons) := [r |
+	some key in sort({reason_key(r) | some r in reasons})
+	some r in reasons
+	reason_key(r) == key
+]
 
-approval_reasons contains r if some r in data.capgate.custom.approval_reasons
+reason_key(r) := concat(".", [hex.encode(r.code), hex.encode(r.message)])
 
+# effect: tests each source of reasons for a first element, in turn, rather
+# than joining them first.
 effect := "deny" if {
-	count(deny) > 0
+	some _ in capability.deny_list
+} else := "deny" if {
+	some _ in workflow.deny_list
+} else := "deny" if {
+	some _ in data.capgate.custom.deny
 } else := "require_approval" if {
-	count(approval_reasons) > 0
+	some _ in capability.approval_list
+} else := "require_approval" if {
+	some _ in workflow.approval_list
+} else := "require_approval" if {
+	some _ in data.capgate.custom.approval_reasons
 } else := "allow"
 
-reasons := ordered(deny) if {
+reasons := listed(deny_list) if {
 	effect == "deny"
-} else := ordered(approval_reasons) if {
+} else := listed(approval_list) if {
 	effect == "require_approval"
 } else := []
 
-# ordered(reasons) sorts a set of reasons by code, then message: set iteration
-# order differs between engines, a sorted array does not.
-ordered(reasons) := [r |
-	some key in sort({sort_key(r) | some r in reasons})
-	some r in reasons
-	sort_key(r) == key
+# listed(list): the reasons of list, each once, in list order. A reason whose
+# code or message is not a string is left out (it still decides the effect),
+# as the library has always done.
+listed(list) := [r |
+	some i
+	r := list[i]
+	is_string(r.code)
+	is_string(r.message)
+	not earlier(list, i, r)
 ]
 
-sort_key(r) := concat("\t", [r.code, r.message])
+earlier(list, i, r) if {
+	some j
+	list[j] == r
+	j < i
+}
+
+# deny / approval_reasons: the same reasons as sets.
+deny contains r if some r in deny_list
+
+approval_reasons contains r if some r in approval_list
 
 # The capability's approval settings win over the workflow's.
 approval := object.union(default_approval, capability.approval) if {

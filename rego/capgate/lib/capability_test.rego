@@ -150,3 +150,33 @@ test_settings_of_an_unknown_capability if {
 		with data.capgate.capabilities as capabilities
 	capability.mask == [] with input as refund_with("capability", "nope") with data.capgate.capabilities as capabilities
 }
+
+test_capability_defined_as_false_is_unknown if {
+	codes := {r.code | some r in capability.deny} with input as refund_with("capability", "off")
+		with data.capgate.capabilities as {"off": false}
+	codes == {"UNKNOWN_CAPABILITY"}
+}
+
+workflow_caps := {"refund": {"tools": ["t"], "workflows": ["refund_request"]}}
+
+test_workflow_allowlist_denies_a_request_without_workflow if {
+	codes := {r.code | some r in capability.deny} with data.capgate.capabilities as workflow_caps
+		with input as {"capability": "refund", "tool": "t", "principal": {"id": "a"}}
+	codes == {"WORKFLOW_NOT_ALLOWED"}
+}
+
+test_workflow_allowlist_denies_another_workflow if {
+	codes := {r.code | some r in capability.deny} with data.capgate.capabilities as workflow_caps
+		with input as {"capability": "refund", "tool": "t", "principal": {"id": "a"}, "run": {"workflow": "other"}}
+	codes == {"WORKFLOW_NOT_ALLOWED"}
+}
+
+test_workflow_allowlist_allows_its_workflow if {
+	count(capability.deny) == 0 with data.capgate.capabilities as workflow_caps
+		with input as {"capability": "refund", "tool": "t", "principal": {"id": "a"}, "run": {"workflow": "refund_request"}}
+}
+
+test_no_workflow_allowlist_allows_any_workflow if {
+	count(capability.deny) == 0 with data.capgate.capabilities as {"c": {"tools": ["t"]}}
+		with input as {"capability": "c", "tool": "t", "principal": {"id": "a"}, "run": {"workflow": "x"}}
+}

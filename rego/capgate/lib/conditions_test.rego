@@ -184,3 +184,45 @@ test_require_without_param_key_fails_closed if {
 	reasons := conditions.deny_reasons({"require": [{"op": "present", "code": "BROKEN"}]}, {"a": 1})
 	{r.code | some r in reasons} == {"BROKEN"}
 }
+
+test_ops_without_value_never_hold if {
+	every op in ["eq", "neq", "gt", "gte", "lt", "lte", "in", "not_in", "contains_any"] {
+		not conditions.holds({"param": "p", "op": op}, {"p": "a"})
+		not conditions.holds({"param": "p", "op": op}, {"p": 1})
+	}
+}
+
+test_deny_list_in_list_order if {
+	rules := {
+		"require": [
+			{"param": "p", "op": "gt", "value": 0},
+			{"param": "q", "op": "present", "code": "Q_REQUIRED"},
+			{"param": "p", "op": "lt", "value": 5},
+		],
+		"deny_if": [{"param": "p", "op": "eq", "value": 5, "code": "P_IS_5", "message": "no 5"}],
+	}
+	conditions.deny_list(rules, {"p": 5}) == [
+		{"code": "Q_REQUIRED", "message": "q: condition present failed"},
+		{"code": "CONSTRAINT_VIOLATED", "message": "p: condition lt failed"},
+		{"code": "P_IS_5", "message": "no 5"},
+	]
+}
+
+test_approval_list_in_list_order if {
+	rules := {"requires_approval": true, "requires_approval_if": [
+		{"param": "p", "op": "gt", "value": 1, "code": "B"},
+		{"param": "p", "op": "lt", "value": 10, "code": "A"},
+	]}
+	[r.code | some r in conditions.approval_list(rules, {"p": 5})] == ["B", "A", "APPROVAL_REQUIRED"]
+}
+
+test_numeric_op_with_a_string_value_never_holds if {
+	every op in ["gt", "gte", "lt", "lte"] {
+		not conditions.holds({"param": "p", "op": op, "value": "200"}, {"p": 5})
+	}
+}
+
+test_require_with_a_string_limit_denies if {
+	reasons := conditions.deny_list({"require": [{"param": "p", "op": "lte", "value": "200", "code": "X"}]}, {"p": 5})
+	[r.code | some r in reasons] == ["X"]
+}

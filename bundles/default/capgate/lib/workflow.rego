@@ -9,12 +9,23 @@
 #     require, deny_if, requires_approval_if, requires_approval: see conditions
 #     approval     {approver_roles, min_approvals, ttl_seconds}
 #     obligations  [{type, parameters}]
+#   The reasons come as arrays in a fixed order (deny_list, approval_list) and
+#   as sets (deny, approval_reasons), as in capgate.lib.capability.
 package capgate.lib.workflow
 
 import data.capgate.lib.conditions
 import data.capgate.lib.request
 
 definition := data.capgate.workflows[request.workflow]
+
+# known: the workflow is defined (and not false). Tested with is_boolean, not
+# by comparing the definition with false: rego-cpp compares objects slowly.
+known if {
+	d := definition
+	not is_boolean(d)
+} else if {
+	definition == true
+}
 
 # Names in bundle data (the seeds' vocabulary) -> policy-result budget fields.
 run_limit_fields := {
@@ -23,28 +34,47 @@ run_limit_fields := {
 	"budget_tokens": "limit_tokens",
 }
 
-deny contains r if {
-	some r in conditions.deny_reasons(definition, request.parameters)
+# has_run_limits: run_limits is set (and not false).
+has_run_limits if {
+	limits := definition.run_limits
+	not is_boolean(limits)
+} else if {
+	definition.run_limits == true
 }
 
-deny contains {"code": "RUN_ID_REQUIRED", "message": "this workflow has run limits; run.run_id is required"} if {
-	definition.run_limits
+# deny_list: the deny reasons in a fixed order: RUN_ID_REQUIRED, then the
+# require and deny_if conditions (see conditions.deny_list).
+deny_list := [r |
+	some list in [run_id_required, conditions.deny_list(definition, request.parameters)]
+	some r in list
+] if known
+
+else := []
+
+run_id_required := [{"code": "RUN_ID_REQUIRED", "message": "this workflow has run limits; run.run_id is required"} |
 	request.run_id == ""
-}
+	has_run_limits
+]
 
-approval_reasons contains r if {
-	some r in conditions.approval_reasons(definition, request.parameters)
-}
+deny contains r if some r in deny_list
+
+# approval_list: the approval reasons in a fixed order (see
+# conditions.approval_list).
+approval_list := conditions.approval_list(definition, request.parameters) if known
+
+else := []
+
+approval_reasons contains r if some r in approval_list
 
 budgets := [object.union({"scope": "run"}, {field: limit |
 	some name, limit in definition.run_limits
 	field := run_limit_fields[name]
 })] if {
-	definition.run_limits
+	has_run_limits
 } else := []
 
-obligations := object.get(definition, "obligations", []) if definition
-
-else := []
+obligations := o if {
+	o := definition.obligations
+} else := []
 
 approval := definition.approval
