@@ -1,11 +1,9 @@
-"""Shared fixtures: a real redis-server, a real OPA server, capgate on port 0."""
+"""Shared fixtures: a real redis-server, the pinned OPA binary, capgate on port 0."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,7 +14,7 @@ import pytest
 import redis.asyncio
 
 from capgate.app import App, build_app
-from capgate.local.redis_server import RedisServer, free_port
+from capgate.local.redis_server import RedisServer
 from capgate.server import CapgateServer
 from capgate.settings import load_settings
 
@@ -88,19 +86,30 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio
 
 
 @dataclass
-class OpaServer:
-    url: str
+class OpaEval:
+    """``opa eval`` (the pinned binary) on the default bundle, one process per query."""
+
+    binary: Path
 
     def decide(self, input_document: dict[str, Any]) -> Any:
-        """POST /v1/data/capgate/authz/decision (OPA REST API, Data API)."""
-        body = json.dumps({"input": input_document}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/v1/data/capgate/authz/decision",
-            data=body,
-            headers={"Content-Type": "application/json"},
+        proc = subprocess.run(
+            [
+                str(self.binary),
+                "eval",
+                "--bundle",
+                str(DEFAULT_BUNDLE),
+                "--stdin-input",
+                "--format",
+                "json",
+                "data.capgate.authz.decision",
+            ],
+            input=json.dumps(input_document),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return json.loads(response.read())["result"]
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["result"][0]["expressions"][0]["value"]
 
 
 @pytest.fixture(scope="session")
@@ -111,39 +120,5 @@ def opa_binary() -> Path:
 
 
 @pytest.fixture(scope="session")
-def opa_server(opa_binary: Path) -> Iterator[OpaServer]:
-    """A real OPA server on the default bundle."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(opa_binary),
-            "run",
-            "--server",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "error",
-            "--bundle",
-            str(DEFAULT_BUNDLE),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health?bundles", timeout=1) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(
-                f"opa did not start: {process.stderr.read().decode() if process.stderr else ''}"
-            )
-        time.sleep(0.05)
-    yield OpaServer(url)
-    process.terminate()
-    process.wait(timeout=10)
+def opa_eval(opa_binary: Path) -> OpaEval:
+    return OpaEval(opa_binary)

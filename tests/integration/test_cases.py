@@ -1,7 +1,7 @@
 """Decision cases as data (tests/cases/*.yaml), run through the real gRPC API.
 
 Each step asserts the response, the decision-log line, the run's counters in Redis,
-and that a real OPA server decides the same as the embedded engine on the same input.
+and that `opa eval` decides the same as the embedded engine on the same input.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import yaml
 
 from capgate.budget.keys import run_usage_key
 from capgate_client import AsyncClient, AuthorizeResult
-from tests.conftest import OpaServer, RunningCapgate
+from tests.conftest import OpaEval, RunningCapgate
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
 SCHEMA = json.loads((CASES_DIR / "schema.json").read_text())
@@ -67,7 +67,7 @@ def _client_kwargs(request: dict[str, Any], run_id: str) -> dict[str, Any]:
 async def test_case(
     case: dict[str, Any],
     capgate: RunningCapgate,
-    opa_server: OpaServer,
+    opa_eval: OpaEval,
     redis_client: redis.asyncio.Redis,
 ) -> None:
     run_id = f"case-{uuid.uuid4()}"
@@ -79,7 +79,7 @@ async def test_case(
                 result = await client.authorize(**kwargs)
                 _assert_response(result, step["expect"])
                 _assert_logged(capgate, result, kwargs)
-                _assert_engines_agree(capgate, opa_server, result)
+                _assert_engines_agree(capgate, opa_eval, result)
             if "run_usage" in step["expect"]:
                 key = run_usage_key(kwargs["tenant_id"], kwargs["run_id"])
                 usage = await redis_client.hgetall(key)
@@ -123,12 +123,12 @@ def _assert_logged(capgate: RunningCapgate, result: AuthorizeResult, sent: dict[
 
 
 def _assert_engines_agree(
-    capgate: RunningCapgate, opa_server: OpaServer, result: AuthorizeResult
+    capgate: RunningCapgate, opa_eval: OpaEval, result: AuthorizeResult
 ) -> None:
     input_document = capgate.event_for(result.decision_id)["input"]
     engine = capgate.app.policy.engine
     assert engine is not None
-    assert engine.query(input_document) == opa_server.decide(input_document)  # type: ignore[attr-defined]
+    assert engine.query(input_document) == opa_eval.decide(input_document)  # type: ignore[attr-defined]
 
 
 def test_case_file_rejects_unknown_expectations() -> None:
