@@ -19,6 +19,16 @@ from capgate.server import CapgateServer
 from capgate.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# Client kwargs of a refund the default bundle allows (add run_id and idempotency_key).
+ALLOWED_REFUND: dict[str, Any] = {
+    "tenant_id": "acme",
+    "principal_id": "refund-agent",
+    "scopes": ["refunds:write"],
+    "capability": "issue_refund",
+    "tool": "payments.create_refund",
+    "parameters": {"amount_usd": 10},
+    "workflow": "refund_request",
+}
 DEFAULT_BUNDLE = ROOT / "bundles" / "default"
 OPA = ROOT / ".tools" / "bin" / "opa"
 

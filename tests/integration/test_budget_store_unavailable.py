@@ -18,17 +18,7 @@ import redis.asyncio
 
 from capgate.local.redis_server import RedisServer
 from capgate_client import AsyncClient
-from tests.conftest import DEFAULT_BUNDLE, RunningCapgate, start_capgate
-
-REFUND = {
-    "tenant_id": "acme",
-    "principal_id": "refund-agent",
-    "scopes": ["refunds:write"],
-    "capability": "issue_refund",
-    "tool": "payments.create_refund",
-    "parameters": {"amount_usd": 10},
-    "workflow": "refund_request",
-}
+from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE, RunningCapgate, start_capgate
 
 
 async def _timed_decisions(target: str, count: int) -> list[tuple[str, tuple[str, ...], float]]:
@@ -37,7 +27,7 @@ async def _timed_decisions(target: str, count: int) -> list[tuple[str, tuple[str
         for _ in range(count):
             started = time.perf_counter()
             result = await client.authorize(
-                **REFUND, run_id=f"run-{uuid.uuid4()}", idempotency_key=str(uuid.uuid4())
+                **ALLOWED_REFUND, run_id=f"run-{uuid.uuid4()}", idempotency_key=str(uuid.uuid4())
             )
             out.append((result.effect, result.reason_codes, time.perf_counter() - started))
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 from capgate.local.redis_server import RedisServer
 from capgate.local.serve_process import ServeProcess
 from capgate_client import AsyncClient
-from tests.conftest import DEFAULT_BUNDLE, start_capgate
+from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE, start_capgate
 
 
 def _bundle(root: Path, policy: str) -> Path:
@@ -56,17 +56,7 @@ async def test_a_failed_decision_log_write_still_answers_and_is_counted(
         ) as running,
         AsyncClient(running.target) as client,
     ):
-        result = await client.authorize(
-            tenant_id="acme",
-            principal_id="refund-agent",
-            scopes=["refunds:write"],
-            capability="issue_refund",
-            tool="payments.create_refund",
-            parameters={"amount_usd": 10},
-            run_id="full-disk",
-            workflow="refund_request",
-            idempotency_key="k",
-        )
+        result = await client.authorize(**ALLOWED_REFUND, run_id="full-disk", idempotency_key="k")
         errors = running.app.metrics.decision_log_errors._value.get()
     assert result.effect == "ALLOW"
     assert errors == 1

@@ -12,7 +12,7 @@ from capgate.errors import BundleError
 from capgate.local.redis_server import RedisServer
 from capgate.policy.bundle import load_bundle
 from capgate_client import AsyncClient
-from tests.conftest import start_capgate
+from tests.conftest import ALLOWED_REFUND, start_capgate
 
 CALL = {"tenant_id": "acme", "principal_id": "agent", "capability": "noop", "tool": "noop"}
 
@@ -109,15 +109,7 @@ async def test_bundle_from_tarball_decides_like_its_directory(
         AsyncClient(running.target) as client,
     ):
         result = await client.authorize(
-            tenant_id="acme",
-            principal_id="refund-agent",
-            scopes=["refunds:write"],
-            capability="issue_refund",
-            tool="payments.create_refund",
-            parameters={"amount_usd": 60},
-            run_id="r",
-            workflow="refund_request",
-            idempotency_key="k",
+            **ALLOWED_REFUND | {"parameters": {"amount_usd": 60}}, run_id="r", idempotency_key="k"
         )
     assert result.effect == "REQUIRE_APPROVAL"
     assert result.policy_revision == "default-2026.11.21-1"

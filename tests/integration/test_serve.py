@@ -24,7 +24,7 @@ from capgate.local.serve_process import ServeProcess
 from capgate.server import CapgateServer
 from capgate.settings import load_settings
 from capgate_client import AsyncClient, Client
-from tests.conftest import DEFAULT_BUNDLE, ROOT
+from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE, ROOT
 
 STARTUP_SECONDS = 30
 
@@ -70,14 +70,8 @@ def test_serves_health_reflection_metrics_and_drains_on_sigterm(
         assert "grpc.health.v1.Health" in services
     with Client(target) as client:
         result = client.authorize(
-            tenant_id="acme",
-            principal_id="refund-agent",
-            scopes=["refunds:write"],
-            capability="issue_refund",
-            tool="payments.create_refund",
-            parameters={"amount_usd": 30},
+            **ALLOWED_REFUND | {"parameters": {"amount_usd": 30}},
             run_id="serve-run",
-            workflow="refund_request",
             idempotency_key="k1",
         )
     assert result.effect == "ALLOW"
