@@ -33,6 +33,14 @@ DEFAULT_BUNDLE = ROOT / "bundles" / "default"
 OPA = ROOT / ".tools" / "bin" / "opa"
 
 
+def write_bundle(root: Path, policy: str, revision: str = "r1") -> Path:
+    """A one-module bundle at ``root``: ``policy`` is the body of package capgate.authz."""
+    root.mkdir()
+    (root / ".manifest").write_text(json.dumps({"revision": revision, "roots": ["capgate"]}))
+    (root / "policy.rego").write_text("package capgate.authz\n\n" + policy)
+    return root
+
+
 @dataclass
 class RunningCapgate:
     target: str

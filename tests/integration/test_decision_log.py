@@ -9,20 +9,13 @@ from pathlib import Path
 from capgate.local.redis_server import RedisServer
 from capgate.local.serve_process import ServeProcess
 from capgate_client import AsyncClient
-from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE, start_capgate
-
-
-def _bundle(root: Path, policy: str) -> Path:
-    root.mkdir()
-    (root / ".manifest").write_text(json.dumps({"revision": "m1", "roots": ["capgate"]}))
-    (root / "policy.rego").write_text("package capgate.authz\n\n" + policy)
-    return root
+from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE, start_capgate, write_bundle
 
 
 async def test_masked_paths_are_erased_from_the_logged_input(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    bundle = _bundle(
+    bundle = write_bundle(
         tmp_path / "b",
         'decision := {"effect": "allow", "log": {"mask": ["parameters.card_number", "tool"]}}\n',
     )

@@ -3,7 +3,6 @@ that reaches the network is refused at load; shadow enforcement allows and recor
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,16 +11,9 @@ from capgate.errors import BundleError
 from capgate.local.redis_server import RedisServer
 from capgate.policy.bundle import load_bundle
 from capgate_client import AsyncClient
-from tests.conftest import ALLOWED_REFUND, start_capgate
+from tests.conftest import ALLOWED_REFUND, start_capgate, write_bundle
 
 CALL = {"tenant_id": "acme", "principal_id": "agent", "capability": "noop", "tool": "noop"}
-
-
-def _bundle(root: Path, policy: str, revision: str = "r1") -> Path:
-    root.mkdir()
-    (root / ".manifest").write_text(json.dumps({"revision": revision, "roots": ["capgate"]}))
-    (root / "policy.rego").write_text("package capgate.authz\n\n" + policy)
-    return root
 
 
 @pytest.mark.parametrize(
@@ -45,7 +37,7 @@ def _bundle(root: Path, policy: str, revision: str = "r1") -> Path:
 async def test_bad_policy_results_deny_with_policy_error(
     tmp_path: Path, redis_server: RedisServer, policy: str, why: str
 ) -> None:
-    bundle = _bundle(tmp_path / "bundle", policy)
+    bundle = write_bundle(tmp_path / "bundle", policy)
     async with (
         start_capgate(
             bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
@@ -63,7 +55,7 @@ async def test_bad_policy_results_deny_with_policy_error(
     "call", ['http.send({"method": "get", "url": "http://x"})', 'net.lookup_ip_addr("x")']
 )
 def test_network_builtins_are_refused_at_load(tmp_path: Path, call: str) -> None:
-    bundle = _bundle(tmp_path / "bundle", f'decision := {{"effect": "allow", "x": {call}}}\n')
+    bundle = write_bundle(tmp_path / "bundle", f'decision := {{"effect": "allow", "x": {call}}}\n')
     with pytest.raises(BundleError, match="reaches the network"):
         load_bundle(bundle)
 
@@ -71,7 +63,7 @@ def test_network_builtins_are_refused_at_load(tmp_path: Path, call: str) -> None
 async def test_shadow_enforcement_allows_and_records_the_real_effect(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    bundle = _bundle(
+    bundle = write_bundle(
         tmp_path / "bundle",
         'decision := {"effect": "deny", "enforcement": "shadow",\n'
         '  "reasons": [{"code": "WOULD_DENY", "message": "m"}]}\n',
