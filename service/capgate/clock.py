@@ -20,6 +20,11 @@ class Clock(Protocol):
         ...
 
 
+def rfc3339(moment: datetime) -> str:
+    """``2026-11-21T19:14:47.859988Z``: RFC 3339 UTC, always with microseconds."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)

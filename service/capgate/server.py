@@ -97,9 +97,6 @@ class CapgateServer:
             httpd.server_close()  # type: ignore[attr-defined]
         log.info("stopped")
 
-    async def wait(self) -> None:
-        await self._server.wait_for_termination()
-
     async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
         for name in HEALTH_NAMES:
             await self._health.set(name, status)
@@ -108,20 +105,17 @@ class CapgateServer:
 async def serve_until_signalled(app: App) -> int:
     """Run until SIGTERM or SIGINT, then drain. Returns the process exit code."""
     server = CapgateServer(app)
-    try:
-        await server.start()
-    except OSError as exc:
-        log.error("listen_failed", error=str(exc))
-        await server.stop(0)
-        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    failure = "listen_failed"
     try:
+        await server.start()
+        failure = "bundle_activation_failed"
         await server.activate()
-    except BundleError as exc:
-        log.error("bundle_activation_failed", error=str(exc))
+    except (OSError, BundleError) as exc:
+        log.error(failure, error=str(exc))
         await server.stop(0)
         return 2
     await stop.wait()

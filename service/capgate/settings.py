@@ -127,7 +127,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             "invalid settings:\n  policy.bundle (or CAPGATE_POLICY__BUNDLE, --bundle): "
             "Field required"
         )
-    return Settings.model_validate(loaded.model_dump())
+    return loaded
 
 
 def _describe(exc: ValidationError) -> str:

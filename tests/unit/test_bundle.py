@@ -377,3 +377,18 @@ def test_fifo_in_directory_is_refused(tmp_path: Path) -> None:
     os.mkfifo(root / "pipe")
     with pytest.raises(BundleError):
         load_bundle(root)
+
+
+def test_unreadable_file_in_directory_is_a_bundle_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests run as root, which reads through any permission bits; so the EACCES the
+    # kernel would give an ordinary user is raised here instead.
+    root = write_dir(tmp_path / "b", {"p.rego": POLICY})
+
+    def denied(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(BundleError, match="unreadable"):
+        load_bundle(root)

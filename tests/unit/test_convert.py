@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -296,9 +297,11 @@ def test_budget_status_mapping(
     assert budget.reserved_usd_micros == 250
     assert budget.limit_calls == 10
     assert budget.used_calls == 3
+    assert budget.limit_tokens == 1000
+    assert budget.used_tokens == 40
 
 
-def test_unlimited_budget_reports_zero_limits() -> None:
+def test_unset_limits_are_absent_and_zero_limits_present() -> None:
     status = BudgetStatus(
         scope=BudgetScope.RUN,
         window=BudgetWindow.RUN,
@@ -311,8 +314,13 @@ def test_unlimited_budget_reports_zero_limits() -> None:
         used_tokens=0,
     )
     (budget,) = authorize_response(decision(budgets=(status,))).budgets
-    assert (budget.limit_usd_micros, budget.limit_calls) == (0, 0)
+    for field in ("limit_usd_micros", "limit_calls", "limit_tokens"):
+        assert not budget.HasField(field), field  # unset: not enforced, not "limit 0"
     assert (budget.spent_usd_micros, budget.used_calls) == (7, 1)
+    zero = dataclasses.replace(status, limit_usd_micros=0, limit_calls=0, limit_tokens=0)
+    (budget,) = authorize_response(decision(budgets=(zero,))).budgets
+    for field in ("limit_usd_micros", "limit_calls", "limit_tokens"):
+        assert budget.HasField(field), field  # a real limit of 0 stays visible
 
 
 def test_budgets_keep_their_order() -> None:

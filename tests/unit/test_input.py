@@ -38,7 +38,7 @@ def test_minimal_request_omits_every_default() -> None:
         "capability": "c",
         "identity": {"method": "insecure"},
         "tenant_mode": "normal",
-        "request_time": "2026-03-01T12:30:45Z",
+        "request_time": "2026-03-01T12:30:45.000000Z",
     }
 
 
@@ -108,7 +108,7 @@ def test_full_request() -> None:
         "evidence": [{"kind": "ticket", "uri": "https://t/1", "digest": "sha256:ab"}],
         "identity": {"method": "insecure"},
         "tenant_mode": "read_only",
-        "request_time": "2026-03-01T12:30:45Z",
+        "request_time": "2026-03-01T12:30:45.000000Z",
     }
 
 
@@ -165,10 +165,18 @@ def test_size_bytes_never_appears(size: int) -> None:
 @pytest.mark.parametrize(
     ("when", "expected"),
     [
-        (T0, "2026-03-01T12:30:45Z"),
+        (T0, "2026-03-01T12:30:45.000000Z"),
         (T0.replace(microsecond=123456), "2026-03-01T12:30:45.123456Z"),
-        (datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), "1999-12-31T23:59:59Z"),
-        (datetime(2026, 3, 1, 12, 30, 45, tzinfo=timezone(timedelta(0))), "2026-03-01T12:30:45Z"),
+        (datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), "1999-12-31T23:59:59.000000Z"),
+        (
+            datetime(2026, 3, 1, 12, 30, 45, tzinfo=timezone(timedelta(0))),
+            "2026-03-01T12:30:45.000000Z",
+        ),
+        # another offset is converted to UTC
+        (
+            datetime(2026, 3, 1, 14, 30, 45, tzinfo=timezone(timedelta(hours=2))),
+            "2026-03-01T12:30:45.000000Z",
+        ),
     ],
 )
 def test_request_time_is_rfc3339_utc_with_z(when: datetime, expected: str) -> None:

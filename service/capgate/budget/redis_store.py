@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from capgate.budget import keys
-from capgate.budget.store import BudgetCheck, Unit
+from capgate.budget.store import BudgetCheck, Overrun, Unit
 from capgate.decision.model import BudgetScope, BudgetSpec, BudgetStatus, Cost
 from capgate.errors import BudgetStoreUnavailable, PolicyError
 
@@ -46,7 +46,7 @@ class RedisBudgetStore:
         reserve: bool,
     ) -> BudgetCheck:
         if not budgets:
-            return BudgetCheck(admitted=True)
+            return BudgetCheck()
         key_list = [self._key(tenant_id, run_id, spec) for spec in budgets]
         args: list[int] = [1 if reserve else 0, 1, cost.usd_micros, cost.tokens]
         for spec in budgets:
@@ -59,8 +59,8 @@ class RedisBudgetStore:
             raise BudgetStoreUnavailable(f"budget store: {type(exc).__name__}: {exc}") from exc
         if reply[0] == 0:
             unit: Unit = reply[2].decode() if isinstance(reply[2], bytes) else reply[2]
-            return BudgetCheck(admitted=False, exceeded=budgets[int(reply[1]) - 1], unit=unit)
-        return BudgetCheck(admitted=True, statuses=_statuses(budgets, reply[1:]))
+            return BudgetCheck(overrun=Overrun(budgets[int(reply[1]) - 1], unit))
+        return BudgetCheck(statuses=_statuses(budgets, reply[1:]))
 
     async def connect(self, timeout_seconds: float = 2.0) -> None:
         """Open a first connection and load the script, outside any decision's deadline.

@@ -12,13 +12,19 @@ Unit = Literal["calls", "usd_micros", "tokens"]
 
 
 @dataclass(frozen=True, slots=True)
-class BudgetCheck:
-    """Outcome of one check. When not ``admitted``, ``exceeded`` and ``unit`` say why."""
+class Overrun:
+    """The budget, and the unit in it, that one more call would exceed."""
 
-    admitted: bool
+    budget: BudgetSpec
+    unit: Unit
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCheck:
+    """Outcome of one check: usage after it, or the overrun that refused it."""
+
     statuses: tuple[BudgetStatus, ...] = ()
-    exceeded: BudgetSpec | None = None
-    unit: Unit | None = None
+    overrun: Overrun | None = None
 
 
 class BudgetStore(Protocol):

@@ -154,10 +154,10 @@ class Pipeline:
             return
         finally:
             outcome.latency_ms["budget"] = (self.clock.monotonic() - started) * 1000
-        if check.exceeded is not None and check.unit is not None:
-            scope = check.exceeded.scope.value
-            self.metrics.budget_denials.labels(scope, check.unit).inc()
-            outcome.deny(_UNIT_REASONS[check.unit], scope=scope)
+        if check.overrun is not None:
+            scope, unit = check.overrun.budget.scope.value, check.overrun.unit
+            self.metrics.budget_denials.labels(scope, unit).inc()
+            outcome.deny(_UNIT_REASONS[unit], scope=scope)
             return
         outcome.budgets = check.statuses
 

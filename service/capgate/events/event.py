@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from capgate.clock import rfc3339
 from capgate.decision.model import AuthorizeRequest, Decision, PolicyResult, Reason
 from capgate.events.mask import erase_paths
 
@@ -43,7 +44,7 @@ def decision_event(
         "schema_version": SCHEMA_VERSION,
         "event_id": event_id,
         "event_type": "decision",
-        "time": _rfc3339(decision),
+        "time": rfc3339(decision.decided_at),
         "decision_id": decision.decision_id,
         "tenant_id": request.tenant_id,
         "principal": {
@@ -87,7 +88,3 @@ def _shallow(record: Any) -> dict[str, Any]:
 
 def _reasons(reasons: tuple[Reason, ...]) -> list[dict[str, str]]:
     return [{"code": r.code, "message": r.message} for r in reasons]
-
-
-def _rfc3339(decision: Decision) -> str:
-    return decision.decided_at.isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -44,7 +44,10 @@ class Bundle:
 def load_bundle(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Bundle:
     """Load the bundle at ``path`` (a directory, or a file ending in ``.tar.gz``/``.tgz``)."""
     if path.is_dir():
-        files = _read_directory(path, max_bytes)
+        try:
+            files = _read_directory(path, max_bytes)
+        except OSError as exc:
+            raise BundleError(f"bundle {path}: unreadable: {exc}") from exc
     elif path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
         files = _read_tarball(path, max_bytes)
     else:
