@@ -60,17 +60,8 @@ def test_a_port_already_in_use_is_an_error(redis_server: RedisServer) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        proc = ServeProcess(
-            [
-                "--bundle",
-                str(DEFAULT_BUNDLE),
-                "--redis-url",
-                redis_server.url,
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ]
+        proc = ServeProcess.launch(
+            bundle=DEFAULT_BUNDLE, redis_url=redis_server.url, listen=f"127.0.0.1:{port}"
         )
         record = proc.wait_for("listen_failed")
         assert str(port) in record["error"]

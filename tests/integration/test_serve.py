@@ -9,7 +9,6 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -30,36 +29,21 @@ STARTUP_SECONDS = 30
 
 
 @pytest.fixture
-def serve(
-    redis_server: RedisServer, tmp_path: Path
-) -> Iterator[tuple[ServeProcess, dict[str, Any]]]:
-    proc = ServeProcess(
-        [
-            "--bundle",
-            str(DEFAULT_BUNDLE),
-            "--redis-url",
-            redis_server.url,
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--decision-log",
-            str(tmp_path / "decisions.jsonl"),
-        ]
+def serve(redis_server: RedisServer, tmp_path: Path) -> Iterator[ServeProcess]:
+    proc = ServeProcess.start(
+        bundle=DEFAULT_BUNDLE,
+        redis_url=redis_server.url,
+        decision_log=tmp_path / "decisions.jsonl",
     )
-    listening = proc.wait_for("listening")
-    proc.wait_for("bundle_activated")
-    yield proc, listening
-    if proc.process.poll() is None:
-        proc.process.kill()
-        proc.process.wait()
+    yield proc
+    proc.kill()
 
 
 def test_serves_health_reflection_metrics_and_drains_on_sigterm(
-    serve: tuple[ServeProcess, dict[str, Any]], tmp_path: Path
+    serve: ServeProcess, tmp_path: Path
 ) -> None:
-    proc, listening = serve
-    target = f"127.0.0.1:{listening['grpc_port']}"
+    proc = serve
+    target = proc.target
     with grpc.insecure_channel(target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "capgate.v1.AuthorizationService"):
@@ -75,7 +59,7 @@ def test_serves_health_reflection_metrics_and_drains_on_sigterm(
             idempotency_key="k1",
         )
     assert result.effect == "ALLOW"
-    metrics_url = f"http://127.0.0.1:{listening['metrics_port']}/metrics"
+    metrics_url = f"http://127.0.0.1:{proc.metrics_port}/metrics"
     with urllib.request.urlopen(metrics_url, timeout=5) as response:
         metrics = response.read().decode()
     assert 'capgate_decisions_total{effect="allow"} 1.0' in metrics
@@ -136,18 +120,7 @@ def test_bundle_that_fails_to_load_exits_2(tmp_path: Path, redis_server: RedisSe
     bundle = tmp_path / "bad"
     bundle.mkdir()
     (bundle / "p.rego").write_text('package capgate.authz\ndecision := http.send({"url": "x"})\n')
-    proc = ServeProcess(
-        [
-            "--bundle",
-            str(bundle),
-            "--redis-url",
-            redis_server.url,
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ]
-    )
+    proc = ServeProcess.launch(bundle=bundle, redis_url=redis_server.url)
     record = proc.wait_for("bundle_activation_failed")
     assert "reaches the network" in record["error"]
     assert proc.process.wait(timeout=STARTUP_SECONDS) == 2

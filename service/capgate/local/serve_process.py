@@ -37,33 +37,39 @@ class ServeProcess:
         threading.Thread(target=self._read, daemon=True).start()
 
     @classmethod
-    def start(
+    def launch(
         cls,
         *,
         bundle: Path,
         redis_url: str,
+        listen: str = "127.0.0.1:0",
         decision_log: Path | None = None,
-        extra: list[str] | None = None,
     ) -> ServeProcess:
-        """Start on free ports and wait until the bundle is active.
-
-        Raises:
-            RuntimeError: the server exited, failed to activate its bundle, or timed out.
-        """
+        """Start ``capgate serve`` (metrics on a free port) without waiting for it."""
         args = [
             "--bundle",
             str(bundle),
             "--redis-url",
             redis_url,
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--metrics-listen",
             "127.0.0.1:0",
-            *(extra or []),
         ]
         if decision_log is not None:
             args += ["--decision-log", str(decision_log)]
-        server = cls(args)
+        return cls(args)
+
+    @classmethod
+    def start(
+        cls, *, bundle: Path, redis_url: str, decision_log: Path | None = None
+    ) -> ServeProcess:
+        """Launch on free ports and wait until the bundle is active.
+
+        Raises:
+            RuntimeError: the server exited, failed to activate its bundle, or timed out.
+        """
+        server = cls.launch(bundle=bundle, redis_url=redis_url, decision_log=decision_log)
         try:
             server.wait_for("bundle_activated")
         except RuntimeError:
