@@ -17,6 +17,7 @@ from capgate.app import App, build_app
 from capgate.local.redis_server import RedisServer
 from capgate.server import CapgateServer
 from capgate.settings import load_settings
+from capgate_client import AsyncClient
 
 ROOT = Path(__file__).resolve().parent.parent
 # Client kwargs of a refund the default bundle allows (add run_id and idempotency_key).
@@ -47,6 +48,7 @@ class RunningCapgate:
     app: App
     server: CapgateServer
     decision_log: Path
+    client: AsyncClient
 
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.decision_log.read_text().splitlines()]
@@ -61,7 +63,7 @@ class RunningCapgate:
 async def start_capgate(
     *, bundle: Path, redis_url: str, decision_log: Path, deadline_ms: int = 250
 ) -> AsyncIterator[RunningCapgate]:
-    """capgate in this event loop, on port 0, with its bundle active."""
+    """capgate in this event loop, on port 0, with its bundle active and a client."""
     settings = load_settings(
         server={"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"},
         policy={"bundle": bundle},
@@ -73,7 +75,9 @@ async def start_capgate(
     port = await server.start()
     try:
         await server.activate()
-        yield RunningCapgate(f"127.0.0.1:{port}", app, server, decision_log)
+        target = f"127.0.0.1:{port}"
+        async with AsyncClient(target) as client:
+            yield RunningCapgate(target, app, server, decision_log, client)
     finally:
         await server.stop(0)
 

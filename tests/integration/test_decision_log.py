@@ -8,7 +8,6 @@ from pathlib import Path
 
 from capgate.local.redis_server import RedisServer
 from capgate.local.serve_process import ServeProcess
-from capgate_client import AsyncClient
 from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE, start_capgate, write_bundle
 
 
@@ -19,12 +18,10 @@ async def test_masked_paths_are_erased_from_the_logged_input(
         tmp_path / "b",
         'decision := {"effect": "allow", "log": {"mask": ["parameters.card_number", "tool"]}}\n',
     )
-    async with (
-        start_capgate(
-            bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
-        ) as running,
-        AsyncClient(running.target) as client,
-    ):
+    async with start_capgate(
+        bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
+    ) as running:
+        client = running.client
         result = await client.authorize(
             tenant_id="acme",
             principal_id="p",
@@ -43,12 +40,10 @@ async def test_masked_paths_are_erased_from_the_logged_input(
 async def test_a_failed_decision_log_write_still_answers_and_is_counted(
     redis_server: RedisServer,
 ) -> None:
-    async with (
-        start_capgate(
-            bundle=DEFAULT_BUNDLE, redis_url=redis_server.url, decision_log=Path("/dev/full")
-        ) as running,
-        AsyncClient(running.target) as client,
-    ):
+    async with start_capgate(
+        bundle=DEFAULT_BUNDLE, redis_url=redis_server.url, decision_log=Path("/dev/full")
+    ) as running:
+        client = running.client
         result = await client.authorize(**ALLOWED_REFUND, run_id="full-disk", idempotency_key="k")
         errors = running.app.metrics.decision_log_errors._value.get()
     assert result.effect == "ALLOW"

@@ -10,7 +10,6 @@ import pytest
 from capgate.errors import BundleError
 from capgate.local.redis_server import RedisServer
 from capgate.policy.bundle import load_bundle
-from capgate_client import AsyncClient
 from tests.conftest import ALLOWED_REFUND, start_capgate, write_bundle
 
 CALL = {"tenant_id": "acme", "principal_id": "agent", "capability": "noop", "tool": "noop"}
@@ -38,12 +37,10 @@ async def test_bad_policy_results_deny_with_policy_error(
     tmp_path: Path, redis_server: RedisServer, policy: str, why: str
 ) -> None:
     bundle = write_bundle(tmp_path / "bundle", policy)
-    async with (
-        start_capgate(
-            bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
-        ) as running,
-        AsyncClient(running.target) as client,
-    ):
+    async with start_capgate(
+        bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
+    ) as running:
+        client = running.client
         result = await client.authorize(**CALL, run_id="r")
         event = running.event_for(result.decision_id)
     assert (result.effect, result.reason_codes) == ("DENY", ("POLICY_ERROR",))
@@ -68,12 +65,10 @@ async def test_shadow_enforcement_allows_and_records_the_real_effect(
         'decision := {"effect": "deny", "enforcement": "shadow",\n'
         '  "reasons": [{"code": "WOULD_DENY", "message": "m"}]}\n',
     )
-    async with (
-        start_capgate(
-            bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
-        ) as running,
-        AsyncClient(running.target) as client,
-    ):
+    async with start_capgate(
+        bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
+    ) as running:
+        client = running.client
         result = await client.authorize(**CALL)
         event = running.event_for(result.decision_id)
     assert (result.effect, result.reason_codes) == ("ALLOW", ())
@@ -94,12 +89,10 @@ async def test_bundle_from_tarball_decides_like_its_directory(
     with tarfile.open(tarball, "w:gz") as tar:
         for path in sorted(DEFAULT_BUNDLE.rglob("*")):
             tar.add(path, arcname=path.relative_to(DEFAULT_BUNDLE).as_posix(), recursive=False)
-    async with (
-        start_capgate(
-            bundle=tarball, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
-        ) as running,
-        AsyncClient(running.target) as client,
-    ):
+    async with start_capgate(
+        bundle=tarball, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
+    ) as running:
+        client = running.client
         result = await client.authorize(
             **ALLOWED_REFUND | {"parameters": {"amount_usd": 60}}, run_id="r", idempotency_key="k"
         )
