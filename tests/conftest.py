@@ -18,6 +18,7 @@ from capgate.local.redis_server import RedisServer
 from capgate.server import CapgateServer
 from capgate.settings import load_settings
 from capgate_client import AsyncClient
+from tests.redis_topology import RedisClusterNodes
 
 ROOT = Path(__file__).resolve().parent.parent
 # Client kwargs of a refund the default bundle allows (add run_id and idempotency_key).
@@ -54,7 +55,13 @@ class RunningCapgate:
         return [json.loads(line) for line in self.decision_log.read_text().splitlines()]
 
     def event_for(self, decision_id: str) -> dict[str, Any]:
-        matches = [e for e in self.events() if e["decision_id"] == decision_id]
+        matches = [
+            e
+            for e in self.events()
+            if e["decision_id"] == decision_id
+            and e["event_type"] == "decision"
+            and not e["idempotent_replay"]
+        ]
         assert len(matches) == 1, f"expected one decision-log line for {decision_id}"
         return matches[0]
 
@@ -144,3 +151,10 @@ def opa_binary() -> Path:
 @pytest.fixture(scope="session")
 def opa_eval(opa_binary: Path) -> OpaEval:
     return OpaEval(opa_binary)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """A real three-primary Redis Cluster on loopback ports, for the session."""
+    with RedisClusterNodes(primaries=3) as cluster:
+        yield cluster

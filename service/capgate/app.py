@@ -8,13 +8,14 @@ from dataclasses import dataclass
 import structlog
 import uuid6
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from capgate.budget.connection import parse_redis_url, redis_client
 from capgate.budget.redis_store import RedisBudgetStore
 from capgate.clock import Clock, SystemClock
 from capgate.decision.pipeline import Pipeline
+from capgate.decision.settle import Settler
 from capgate.errors import BundleError
 from capgate.events.file_sink import JsonlFileSink
 from capgate.events.sink import EventSink, NopSink
@@ -44,6 +45,7 @@ class App:
     budget_store: RedisBudgetStore
     events: EventSink
     pipeline: Pipeline
+    settler: Settler
 
     async def activate_bundle(self) -> None:
         """Load and compile the configured bundle off the event loop, then activate it.
@@ -75,12 +77,11 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
     metrics = Metrics(CollectorRegistry(auto_describe=True))
     policy = ActivePolicy(metrics)
     budget = settings.budget
-    redis = Redis.from_url(
-        budget.redis_url,
+    redis = redis_client(
+        parse_redis_url(budget.redis_url),
         socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
         socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
         retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
     )
     budget_store = RedisBudgetStore(
         redis,
@@ -89,13 +90,18 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
     )
     log_path = settings.decision_log.path
     events: EventSink = JsonlFileSink(log_path) if log_path is not None else NopSink()
+    clock = clock or SystemClock()
     pipeline = Pipeline(
         policy=policy,
         budgets=budget_store,
         events=events,
         identity=InsecureIdentity(),
         metrics=metrics,
-        clock=clock or SystemClock(),
+        clock=clock,
         new_id=new_id,
+        reservation_ttl_seconds=budget.reservation_ttl_seconds,
     )
-    return App(settings, metrics, policy, budget_store, events, pipeline)
+    settler = Settler(
+        budgets=budget_store, events=events, metrics=metrics, clock=clock, new_id=new_id
+    )
+    return App(settings, metrics, policy, budget_store, events, pipeline, settler)

@@ -5,10 +5,15 @@
     ├── ConfigError              settings that fail validation; names the key
     ├── BundleError              a bundle that cannot be loaded or compiled
     ├── PolicyError              evaluation failed, or its result is undefined or malformed
-    └── BudgetStoreUnavailable   Redis unreachable, failing, or slower than its deadline
+    ├── BudgetStoreUnavailable   Redis unreachable, failing, or slower than its deadline
+    ├── IdempotencyConflict      an idempotency key reused for a different request
+    ├── ReservationNotFound      Settle of a decision that holds no reservation
+    └── SettlementConflict       Settle of a decision already settled another way
 
 The pipeline turns PolicyError and BudgetStoreUnavailable into DENY decisions with
-reason codes (fail closed); only InvalidArgument reaches the caller as a gRPC error.
+reason codes (fail closed). InvalidArgument and IdempotencyConflict reach the caller
+as INVALID_ARGUMENT, ReservationNotFound as NOT_FOUND, SettlementConflict as
+FAILED_PRECONDITION (api/errors.py).
 """
 
 from __future__ import annotations
@@ -46,3 +51,20 @@ class PolicyError(CapgateError):
 
 class BudgetStoreUnavailable(CapgateError):
     """The budget store could not answer within its deadline."""
+
+
+class IdempotencyConflict(CapgateError):
+    """The idempotency key was recorded, within its TTL, for a different request."""
+
+
+class ReservationNotFound(CapgateError):
+    """No reservation of this decision in this tenant: not an ALLOW, a dry run, another
+    tenant's decision, or settled or expired more than 24 h ago."""
+
+
+class SettlementConflict(CapgateError):
+    """The decision was already settled with another outcome; ``outcome`` names it."""
+
+    def __init__(self, decision_id: str, outcome: str) -> None:
+        self.outcome = outcome
+        super().__init__(f"decision {decision_id} was already settled as {outcome.upper()}")

@@ -45,7 +45,7 @@ class CapgateServer:
         )
         self._health = health.aio.HealthServicer()
         authorization_service_pb2_grpc.add_AuthorizationServiceServicer_to_server(
-            AuthorizationServicer(app.pipeline, app.metrics), self._server
+            AuthorizationServicer(app.pipeline, app.settler, app.metrics), self._server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

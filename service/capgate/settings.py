@@ -25,6 +25,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from capgate.budget.connection import parse_redis_url
 from capgate.errors import ConfigError
 
 ENV_PREFIX = "CAPGATE_"
@@ -63,15 +64,18 @@ class PolicySettings(_Section):
 
 
 class BudgetSettings(_Section):
+    """``redis_url``: see :func:`capgate.budget.connection.parse_redis_url` for the
+    standalone, Sentinel and Cluster forms."""
+
     redis_url: str = "redis://127.0.0.1:6379/0"
     deadline_ms: int = Field(default=20, ge=1, le=10_000)
     run_ttl_seconds: int = Field(default=86_400, ge=60)
+    reservation_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+    def _redis_url(cls, value: str) -> str:
+        parse_redis_url(value)
         return value
 
 

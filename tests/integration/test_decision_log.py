@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import uuid
 from pathlib import Path
 
 from capgate.local.redis_server import RedisServer
@@ -44,7 +45,9 @@ async def test_a_failed_decision_log_write_still_answers_and_is_counted(
         bundle=DEFAULT_BUNDLE, redis_url=redis_server.url, decision_log=Path("/dev/full")
     ) as running:
         client = running.client
-        result = await client.authorize(**ALLOWED_REFUND, run_id="full-disk", idempotency_key="k")
+        result = await client.authorize(
+            **ALLOWED_REFUND, run_id="full-disk", idempotency_key=str(uuid.uuid4())
+        )
         errors = running.app.metrics.decision_log_errors._value.get()
     assert result.effect == "ALLOW"
     assert errors == 1

@@ -3,6 +3,7 @@ that reaches the network is refused at load; shadow enforcement allows and recor
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -25,13 +26,13 @@ CALL = {"tenant_id": "acme", "principal_id": "agent", "capability": "noop", "too
             "limit_calls",
         ),
         (
-            'decision := {"effect": "allow", "budgets": [{"scope": "tenant", "window": "1d", '
-            '"limit_calls": 3}]}\n',
-            "not enforced",
+            'decision := {"effect": "allow", "rate_limits": [{"key": "user", "limit": 3, '
+            '"period_seconds": 1}]}\n',
+            "dimensions",
         ),
         ('decision := "allow"\n', "result"),
     ],
-    ids=["undefined", "unknown-effect", "negative-limit", "unsupported-scope", "not-an-object"],
+    ids=["undefined", "unknown-effect", "negative-limit", "unknown-dimension", "not-an-object"],
 )
 async def test_bad_policy_results_deny_with_policy_error(
     tmp_path: Path, redis_server: RedisServer, policy: str, why: str
@@ -46,6 +47,28 @@ async def test_bad_policy_results_deny_with_policy_error(
     assert (result.effect, result.reason_codes) == ("DENY", ("POLICY_ERROR",))
     assert why in event["error"]
     assert why not in result.reasons[0].message
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        '"budgets": [{"scope": "run", "limit_calls": 5}]',
+        '"rate_limits": [{"key": "principal+run", "limit": 5, "period_seconds": 1}]',
+    ],
+    ids=["run-budget", "run-rate-limit"],
+)
+async def test_run_limits_without_a_run_id_deny_with_policy_error(
+    tmp_path: Path, redis_server: RedisServer, limits: str
+) -> None:
+    """Without this, every call that names no run would share one run's counters."""
+    bundle = write_bundle(tmp_path / "bundle", f'decision := {{"effect": "allow", {limits}}}\n')
+    async with start_capgate(
+        bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
+    ) as running:
+        result = await running.client.authorize(**CALL)
+        event = running.event_for(result.decision_id)
+    assert (result.effect, result.reason_codes) == ("DENY", ("POLICY_ERROR",))
+    assert "run.run_id" in event["error"]
 
 
 @pytest.mark.parametrize(
@@ -94,7 +117,9 @@ async def test_bundle_from_tarball_decides_like_its_directory(
     ) as running:
         client = running.client
         result = await client.authorize(
-            **ALLOWED_REFUND | {"parameters": {"amount_usd": 60}}, run_id="r", idempotency_key="k"
+            **ALLOWED_REFUND | {"parameters": {"amount_usd": 60}},
+            run_id="r",
+            idempotency_key=str(uuid.uuid4()),
         )
     assert result.effect == "REQUIRE_APPROVAL"
     assert result.policy_revision == "default-2026.11.21-1"

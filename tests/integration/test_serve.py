@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_serves_health_reflection_metrics_and_drains_on_sigterm(
         result = client.authorize(
             **ALLOWED_REFUND | {"parameters": {"amount_usd": 30}},
             run_id="serve-run",
-            idempotency_key="k1",
+            idempotency_key=str(uuid.uuid4()),
         )
     assert result.effect == "ALLOW"
     metrics_url = f"http://127.0.0.1:{proc.metrics_port}/metrics"

@@ -9,7 +9,12 @@ import pytest
 
 from capgate.budget.keys import (
     MAX_ESCAPED_LENGTH,
+    budget_prefix,
     escape_id,
+    idempotency_key,
+    rate_limit_key,
+    reservation_key,
+    reservations_key,
     run_usage_key,
     tenant_tag,
 )
@@ -161,8 +166,22 @@ def test_distinct_tenants_get_distinct_tags(left: str, right: str) -> None:
     assert tenant_tag(left) != tenant_tag(right)
 
 
+def _all_keys(tenant: str, subject: str) -> list[str]:
+    """Every key capgate builds for ``tenant``, with ``subject`` as each id."""
+    return [
+        reservations_key(tenant),
+        reservation_key(tenant, subject),
+        idempotency_key(tenant, subject),
+        budget_prefix(tenant, "tenant"),
+        budget_prefix(tenant, "principal", subject),
+        budget_prefix(tenant, "capability", subject),
+        run_usage_key(tenant, subject),
+        rate_limit_key(tenant, "principal+tool", {"principal": subject, "tool": subject}, 5, 60),
+    ]
+
+
 @pytest.mark.parametrize(
-    ("tenant", "run"),
+    ("tenant", "subject"),
     [
         ("acme", "run-1"),
         ("{evil}", "x}:y"),
@@ -171,13 +190,31 @@ def test_distinct_tenants_get_distinct_tags(left: str, right: str) -> None:
         ("t\n", "r\n"),
     ],
 )
-def test_run_usage_key_layout(tenant: str, run: str) -> None:
-    key = run_usage_key(tenant, run)
-    assert key.startswith(tenant_tag(tenant))
-    assert key == f"{tenant_tag(tenant)}:run:{escape_id(run)}"
-    assert key.count("{") == 1
-    assert key.count("}") == 1
-    assert "\n" not in key
+def test_every_key_keeps_the_tenant_hash_tag(tenant: str, subject: str) -> None:
+    for key in _all_keys(tenant, subject):
+        assert key.startswith(tenant_tag(tenant) + ":")
+        assert key.count("{") == 1
+        assert key.count("}") == 1
+        assert "\n" not in key
+        assert len(key) < 400
+
+
+def test_key_layout() -> None:
+    tag = "capgate:{acme}"
+    assert run_usage_key("acme", "r:1") == f"{tag}:b:run:r%3A1:run"
+    assert budget_prefix("acme", "principal", "bot") == f"{tag}:b:principal:bot"
+    assert budget_prefix("acme", "tenant", "ignored") == f"{tag}:b:tenant"
+    assert reservation_key("acme", "d1") == f"{tag}:res:d1"
+    assert rate_limit_key("acme", "principal", {"principal": "p"}, 10, 60) == (
+        f"{tag}:rl:principal:p:10:60"
+    )
+
+
+def test_unknown_scope_and_dimension_are_refused() -> None:
+    with pytest.raises(ValueError, match="budget scope 'workflow'"):
+        budget_prefix("acme", "workflow", "x")
+    with pytest.raises(ValueError, match="dimension 'user'"):
+        rate_limit_key("acme", "principal+user", {"principal": "p"}, 1, 1)
 
 
 @pytest.mark.parametrize(
@@ -186,7 +223,9 @@ def test_run_usage_key_layout(tenant: str, run: str) -> None:
         (("t", "a:b"), ("t", "a%3Ab")),
         (("t:run:x", "y"), ("t", "x:run:y")),
         (("a", "b"), ("b", "a")),
+        (("t", TEN_KB), ("t", TEN_KB + "y")),
     ],
 )
-def test_run_usage_keys_do_not_collide(a: tuple[str, str], b: tuple[str, str]) -> None:
-    assert run_usage_key(*a) != run_usage_key(*b)
+def test_keys_of_distinct_ids_do_not_collide(a: tuple[str, str], b: tuple[str, str]) -> None:
+    shared = {reservations_key(a[0]), budget_prefix(a[0], "tenant")} if a[0] == b[0] else set()
+    assert set(_all_keys(*a)) & set(_all_keys(*b)) == shared

@@ -15,6 +15,7 @@ from capgate.decision.model import (
     Effect,
     Obligation,
     PolicyResult,
+    RateLimitSpec,
     Reason,
 )
 from capgate.errors import PolicyError
@@ -34,7 +35,11 @@ FULL: dict[str, Any] = {
         {"scope": "capability", "window": "30d", "limit_tokens": 0},
         {"scope": "run", "limit_usd_micros": 1, "limit_calls": 2, "limit_tokens": 3},
     ],
-    "rate_limits": [{"anything": "ignored"}],
+    "rate_limits": [
+        {"key": "principal+capability", "limit": 10, "period_seconds": 60, "burst": 3},
+        {"key": "tenant", "limit": 100.0, "period_seconds": 1},
+    ],
+    "reservation_ttl_seconds": 300,
     "class": "read",
     "enforcement": "shadow",
     "log": {"mask": ["parameters.card_number", "principal.attributes.email"]},
@@ -79,10 +84,47 @@ def test_full_result_parses_to_every_field() -> None:
                 limit_tokens=3,
             ),
         ),
+        rate_limits=(
+            RateLimitSpec("principal+capability", 10, 60, 3),
+            RateLimitSpec("tenant", 100, 1, 100),  # burst defaults to the limit
+        ),
+        reservation_ttl_seconds=300,
         action_class="read",
         enforcement="shadow",
         mask=("parameters.card_number", "principal.attributes.email"),
     )
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "field", "message"),
+    [
+        ({"key": "user", "limit": 1, "period_seconds": 1}, "rate_limits.0", "dimensions"),
+        ({"key": "run+run", "limit": 1, "period_seconds": 1}, "rate_limits.0", "distinct"),
+        ({"key": "run", "limit": 0, "period_seconds": 1}, "rate_limits.0.limit", "greater"),
+        (
+            {"key": "run", "limit": 1, "period_seconds": 0.5},
+            "rate_limits.0.period_seconds",
+            "integer",
+        ),
+        (
+            {"key": "run", "limit": 1, "period_seconds": 1, "burst": 0},
+            "rate_limits.0.burst",
+            "greater",
+        ),
+        ({"limit": 1, "period_seconds": 1}, "rate_limits.0.key", "required"),
+    ],
+)
+def test_malformed_rate_limit_names_its_field(
+    rate_limit: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(PolicyError, match=rf"{field}: .*{message}"):
+        parse_policy_result({"effect": "allow", "rate_limits": [rate_limit]})
+
+
+@pytest.mark.parametrize("ttl", [0, 86_401, "300", True])
+def test_reservation_ttl_out_of_range_is_refused(ttl: Any) -> None:
+    with pytest.raises(PolicyError, match="reservation_ttl_seconds"):
+        parse_policy_result({"effect": "allow", "reservation_ttl_seconds": ttl})
 
 
 @pytest.mark.parametrize(

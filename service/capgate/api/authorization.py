@@ -7,15 +7,22 @@ import grpc
 from capgate.api import convert
 from capgate.api.errors import abort_invalid_argument
 from capgate.decision.pipeline import Pipeline
-from capgate.errors import InvalidArgument
+from capgate.decision.settle import Settler
+from capgate.errors import (
+    BudgetStoreUnavailable,
+    InvalidArgument,
+    ReservationNotFound,
+    SettlementConflict,
+)
 from capgate.observability.metrics import Metrics
 from capgate.v1 import authorization_service_pb2 as api
 from capgate.v1 import authorization_service_pb2_grpc as api_grpc
 
 
 class AuthorizationServicer(api_grpc.AuthorizationServiceServicer):
-    def __init__(self, pipeline: Pipeline, metrics: Metrics) -> None:
+    def __init__(self, pipeline: Pipeline, settler: Settler, metrics: Metrics) -> None:
         self._pipeline = pipeline
+        self._settler = settler
         self._metrics = metrics
 
     async def Authorize(
@@ -31,7 +38,19 @@ class AuthorizationServicer(api_grpc.AuthorizationServiceServicer):
     async def Settle(
         self, request: api.SettleRequest, context: grpc.aio.ServicerContext
     ) -> api.SettleResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "Settle is not implemented yet; reservations expire"
-        )
-        raise AssertionError("unreachable: context.abort raises")
+        """NOT_FOUND: no reservation; FAILED_PRECONDITION: settled another way;
+        UNAVAILABLE: Redis did not answer (retry: Settle is idempotent)."""
+        try:
+            settlement = await self._settler.settle(convert.settle_request(request))
+        except InvalidArgument as exc:
+            self._metrics.invalid_requests.inc()
+            await abort_invalid_argument(context, exc)
+        except ReservationNotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except SettlementConflict as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except BudgetStoreUnavailable:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the budget store is unavailable; retry Settle"
+            )
+        return convert.settle_response(settlement)

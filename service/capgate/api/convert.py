@@ -14,14 +14,19 @@ from google.protobuf import struct_pb2
 from capgate.decision.model import (
     AuthorizeRequest,
     BudgetScope,
+    BudgetStatus,
     BudgetWindow,
+    Change,
     Cost,
     Decision,
     Effect,
     Evidence,
+    Outcome,
     Principal,
     Resource,
     Run,
+    Settlement,
+    SettleRequest,
 )
 from capgate.v1 import authorization_service_pb2 as api
 from capgate.v1 import types_pb2 as types
@@ -37,6 +42,13 @@ SCOPES = {
     BudgetScope.CAPABILITY: types.BUDGET_SCOPE_CAPABILITY,
     BudgetScope.RUN: types.BUDGET_SCOPE_RUN,
 }
+OUTCOMES = {
+    api.OUTCOME_SUCCEEDED: Outcome.SUCCEEDED,
+    api.OUTCOME_FAILED: Outcome.FAILED,
+    api.OUTCOME_REVERTED: Outcome.REVERTED,
+    api.OUTCOME_ABANDONED: Outcome.ABANDONED,
+}
+OUTCOME_VALUES = {outcome: value for value, outcome in OUTCOMES.items()}
 WINDOWS = {
     BudgetWindow.RUN: types.BUDGET_WINDOW_RUN,
     BudgetWindow.MINUTE: types.BUDGET_WINDOW_MINUTE,
@@ -84,20 +96,7 @@ def authorize_response(decision: Decision) -> api.AuthorizeResponse:
             types.Obligation(type=o.type, parameters=dict_to_struct(o.parameters))
             for o in decision.obligations
         ],
-        budgets=[
-            types.BudgetStatus(
-                scope=SCOPES[b.scope],
-                window=WINDOWS[b.window],
-                limit_usd_micros=b.limit_usd_micros,
-                spent_usd_micros=b.spent_usd_micros,
-                reserved_usd_micros=b.reserved_usd_micros,
-                limit_calls=b.limit_calls,
-                used_calls=b.used_calls,
-                limit_tokens=b.limit_tokens,
-                used_tokens=b.used_tokens,
-            )
-            for b in decision.budgets
-        ],
+        budgets=[_budget_status(b) for b in decision.budgets],
         policy_revision=decision.policy_revision,
     )
     if decision.approval is not None:
@@ -105,6 +104,48 @@ def authorize_response(decision: Decision) -> api.AuthorizeResponse:
         response.approval.min_approvals = decision.approval.min_approvals
     response.decided_at.FromDatetime(decision.decided_at)
     return response
+
+
+def settle_request(message: api.SettleRequest) -> SettleRequest:
+    """The domain request for ``message``; an unset ``actual_cost`` is ``None``."""
+    return SettleRequest(
+        tenant_id=message.tenant_id,
+        decision_id=message.decision_id,
+        outcome=OUTCOMES.get(message.outcome),
+        actual_cost=(
+            Cost(message.actual_cost.usd_micros, message.actual_cost.tokens)
+            if message.HasField("actual_cost")
+            else None
+        ),
+        changes=tuple(
+            Change(c.resource, c.field, _value(c.before), _value(c.after)) for c in message.changes
+        ),
+        result=struct_to_dict(message.result),
+    )
+
+
+def settle_response(settlement: Settlement) -> api.SettleResponse:
+    response = api.SettleResponse(
+        decision_id=settlement.decision_id,
+        outcome=OUTCOME_VALUES[settlement.outcome],
+        budgets=[_budget_status(b) for b in settlement.budgets],
+    )
+    response.settled_at.FromDatetime(settlement.settled_at)
+    return response
+
+
+def _budget_status(b: BudgetStatus) -> types.BudgetStatus:
+    return types.BudgetStatus(
+        scope=SCOPES[b.scope],
+        window=WINDOWS[b.window],
+        limit_usd_micros=b.limit_usd_micros,
+        spent_usd_micros=b.spent_usd_micros,
+        reserved_usd_micros=b.reserved_usd_micros,
+        limit_calls=b.limit_calls,
+        used_calls=b.used_calls,
+        limit_tokens=b.limit_tokens,
+        used_tokens=b.used_tokens,
+    )
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:

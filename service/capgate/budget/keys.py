@@ -9,6 +9,20 @@ Identifiers are escaped so no id can break the tag or collide with another:
 ``:`` and newlines never appear raw), and ids whose escaped form exceeds 64 bytes
 become ``h:`` + SHA-256 hex. An escaped id never contains ``:``, so the two forms
 cannot collide.
+
+Layout (``T`` = ``capgate:{<tenant>}``)::
+
+    T:reservations                    zset: open reservation records, score = expiry (ms)
+    T:res:<decision_id>               hash: one allowed decision's reservation
+    T:idem:<idempotency_key>          hash: a recorded Authorize (fingerprint, decision)
+    T:b:tenant:<window>               hash: usage of the tenant budget in one window
+    T:b:principal:<id>:<window>       ... of one principal
+    T:b:capability:<name>:<window>    ... of one capability
+    T:b:run:<run_id>:run              ... of one run (its lifetime)
+    T:rl:<dims>:<values>:<limit>:<period_seconds>    GCRA bucket of one rate limit
+
+The Lua script appends ``<window>`` (``1d:1795219200``, ``30d:2026-11``, ``run``) to
+the budget prefixes built here, from Redis ``TIME``.
 """
 
 from __future__ import annotations
@@ -18,6 +32,8 @@ from urllib.parse import quote
 
 MAX_ESCAPED_LENGTH = 64
 PREFIX = "capgate"
+# Rate-limit bucket dimensions (DESIGN §5 ``rate_limits[].key``), joined by "+".
+RATE_LIMIT_DIMENSIONS = ("tenant", "principal", "capability", "tool", "run")
 
 
 def escape_id(identifier: str) -> str:
@@ -34,6 +50,53 @@ def tenant_tag(tenant_id: str) -> str:
     return f"{PREFIX}:{{{escape_id(tenant_id)}}}"
 
 
+def reservations_key(tenant_id: str) -> str:
+    """The tenant's zset of open reservations (member: record key, score: expiry ms)."""
+    return f"{tenant_tag(tenant_id)}:reservations"
+
+
+def reservation_key(tenant_id: str, decision_id: str) -> str:
+    """The reservation record of one allowed decision."""
+    return f"{tenant_tag(tenant_id)}:res:{escape_id(decision_id)}"
+
+
+def idempotency_key(tenant_id: str, key: str) -> str:
+    """The record of an Authorize made with ``idempotency_key`` ``key`` (per tenant)."""
+    return f"{tenant_tag(tenant_id)}:idem:{escape_id(key)}"
+
+
+def budget_prefix(tenant_id: str, scope: str, subject: str = "") -> str:
+    """Usage key of a budget without its window; ``subject`` is the principal id, the
+    capability or the run id (ignored for scope ``tenant``).
+
+    Raises:
+        ValueError: ``scope`` is not tenant, principal, capability or run.
+    """
+    tag = tenant_tag(tenant_id)
+    if scope == "tenant":
+        return f"{tag}:b:tenant"
+    if scope in ("principal", "capability", "run"):
+        return f"{tag}:b:{scope}:{escape_id(subject)}"
+    raise ValueError(f"unknown budget scope {scope!r}")
+
+
 def run_usage_key(tenant_id: str, run_id: str) -> str:
-    """Hash of a run's usage: fields ``calls``, ``usd_micros``, ``tokens``."""
-    return f"{tenant_tag(tenant_id)}:run:{escape_id(run_id)}"
+    """The usage hash of a run (scope ``run``, window ``run``)."""
+    return budget_prefix(tenant_id, "run", run_id) + ":run"
+
+
+def rate_limit_key(
+    tenant_id: str, dimensions: str, values: dict[str, str], limit: int, period_seconds: int
+) -> str:
+    """GCRA bucket of a rate limit over ``dimensions`` (``"principal+capability"``),
+    whose values come from ``values`` (dimension -> id).
+
+    Raises:
+        ValueError: a dimension is not one of :data:`RATE_LIMIT_DIMENSIONS`.
+    """
+    names = dimensions.split("+")
+    unknown = [name for name in names if name not in RATE_LIMIT_DIMENSIONS]
+    if unknown:
+        raise ValueError(f"unknown rate-limit dimension {unknown[0]!r}")
+    subject = ":".join(escape_id(values[name]) for name in names)
+    return f"{tenant_tag(tenant_id)}:rl:{dimensions}:{subject}:{limit}:{period_seconds}"

@@ -1,106 +1,244 @@
-"""``BudgetStore`` on Redis: one Lua script (scripts/reserve.lua) per decision.
+"""``BudgetStore`` on Redis: one Lua script per decision (scripts/authorize.lua) and
+one per settlement (scripts/settle.lua), each a single round trip.
 
-redis-py's ``Script`` runs ``EVALSHA`` and reloads the script on ``NOSCRIPT`` (after a
-``SCRIPT FLUSH`` or a failover). Every call is bounded by ``deadline_seconds``; a
+Scripts run with ``EVALSHA``; after ``NOSCRIPT`` (a ``SCRIPT FLUSH``, a restart or a
+failover to a node that never saw the script) the call is repeated once with ``EVAL``,
+which also caches the script again. Every call is bounded by ``deadline_seconds``; a
 timeout, a connection error or a Redis error becomes :class:`BudgetStoreUnavailable`,
-so the pipeline denies fast instead of hanging.
+so the pipeline denies fast instead of hanging. Works on a standalone server, through
+Sentinel and on Redis Cluster: all keys of a call share the tenant's hash tag.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from importlib.resources import files
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, RedisError
 
 from capgate.budget import keys
-from capgate.budget.store import BudgetCheck, Overrun, Unit
-from capgate.decision.model import BudgetScope, BudgetSpec, BudgetStatus, Cost
-from capgate.errors import BudgetStoreUnavailable, PolicyError
+from capgate.budget.store import (
+    Admission,
+    AdmissionResult,
+    Overrun,
+    SettleResult,
+    Throttle,
+    Unit,
+    Usage,
+    Verdict,
+)
+from capgate.decision.model import BudgetScope, Cost, Outcome, RateLimitSpec
+from capgate.errors import (
+    BudgetStoreUnavailable,
+    IdempotencyConflict,
+    ReservationNotFound,
+    SettlementConflict,
+)
 
-RESERVE_SCRIPT = files("capgate.budget").joinpath("scripts/reserve.lua").read_text("utf-8")
+_SCRIPTS = files("capgate.budget").joinpath("scripts")
+_COMMON = _SCRIPTS.joinpath("common.lua").read_text("utf-8")
+AUTHORIZE_SCRIPT = _COMMON + _SCRIPTS.joinpath("authorize.lua").read_text("utf-8")
+SETTLE_SCRIPT = _COMMON + _SCRIPTS.joinpath("settle.lua").read_text("utf-8")
 NO_LIMIT = -1
+USAGE_FIELDS = 5
+IDEMPOTENCY_TTL_SECONDS = 86_400
 
 log = structlog.get_logger("capgate")
 
 
-class RedisBudgetStore:
-    """Run budgets (scope ``run``) in Redis. ``run_ttl_seconds`` bounds a run's keys."""
+class _Script:
+    """A Lua script run by ``EVALSHA``, falling back to ``EVAL`` on ``NOSCRIPT``."""
 
-    def __init__(self, client: Redis, *, deadline_seconds: float, run_ttl_seconds: int) -> None:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
+
+    async def __call__(
+        self, client: Redis | RedisCluster, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+
+class RedisBudgetStore:
+    """Budgets, rate limits, reservations and idempotency keys in Redis.
+
+    ``run_ttl_seconds`` bounds a run's usage key; ``deadline_seconds`` bounds each call.
+    """
+
+    def __init__(
+        self, client: Redis | RedisCluster, *, deadline_seconds: float, run_ttl_seconds: int
+    ) -> None:
         self._client = client
-        self._script = client.register_script(RESERVE_SCRIPT)
+        self._authorize = _Script(AUTHORIZE_SCRIPT)
+        self._settle = _Script(SETTLE_SCRIPT)
         self._deadline = deadline_seconds
         self._run_ttl = run_ttl_seconds
 
-    async def check_and_reserve(
-        self,
-        *,
-        tenant_id: str,
-        run_id: str,
-        budgets: Sequence[BudgetSpec],
-        cost: Cost,
-        reserve: bool,
-    ) -> BudgetCheck:
-        if not budgets:
-            return BudgetCheck()
-        key_list = [self._key(tenant_id, run_id, spec) for spec in budgets]
-        args: list[int] = [1 if reserve else 0, 1, cost.usd_micros, cost.tokens]
-        for spec in budgets:
-            args += [_limit(spec.limit_calls), _limit(spec.limit_usd_micros)]
-            args += [_limit(spec.limit_tokens), self._run_ttl]
-        try:
-            async with asyncio.timeout(self._deadline):
-                reply = await self._script(keys=key_list, args=args)
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise BudgetStoreUnavailable(f"budget store: {type(exc).__name__}: {exc}") from exc
-        if reply[0] == 0:
-            unit: Unit = reply[2].decode() if isinstance(reply[2], bytes) else reply[2]
-            return BudgetCheck(overrun=Overrun(budgets[int(reply[1]) - 1], unit))
-        return BudgetCheck(statuses=_statuses(budgets, reply[1:]))
+    async def admit(self, admission: Admission) -> AdmissionResult:
+        tenant = admission.tenant_id
+        key_list = [
+            keys.reservations_key(tenant),
+            keys.reservation_key(tenant, admission.decision_id),
+            keys.idempotency_key(
+                tenant, admission.idempotency.key if admission.idempotency else ""
+            ),
+        ]
+        key_list += [_budget_prefix(admission, spec.scope) for spec in admission.budgets]
+        key_list += [_bucket(admission, limit) for limit in admission.rate_limits]
+        idem = admission.idempotency
+        cost = admission.cost
+        args: list[Any] = [
+            1 if admission.consume else 0,
+            1 if idem else 0,
+            idem.fingerprint if idem else "",
+            idem.decision if idem else "",
+            1,
+            cost.usd_micros,
+            cost.tokens,
+            admission.reservation_ttl_seconds,
+            IDEMPOTENCY_TTL_SECONDS,
+            self._run_ttl,
+            admission.metadata,
+            len(admission.budgets),
+            len(admission.rate_limits),
+        ]
+        for spec in admission.budgets:
+            args += [spec.window.value, _limit(spec.limit_calls)]
+            args += [_limit(spec.limit_usd_micros), _limit(spec.limit_tokens)]
+        for limit in admission.rate_limits:
+            interval_micros = limit.period_seconds * 1_000_000 / limit.limit
+            args += [repr(interval_micros), repr(interval_micros * limit.burst)]
+        reply = await self._call(self._authorize, key_list, args)
+        kind = _text(reply[0])
+        if kind == "ok":
+            return AdmissionResult(Verdict.ADMITTED, _usage(reply[2:]), released=int(reply[1]))
+        if kind == "replay":
+            usage_csv = _text(reply[2])
+            values = [int(v) for v in usage_csv.split(",")] if usage_csv else []
+            return AdmissionResult(
+                Verdict.REPLAYED, _usage(values), recorded_decision=_text(reply[1])
+            )
+        if kind == "conflict":
+            raise IdempotencyConflict("the idempotency key was used for a different request")
+        if kind == "budget":
+            unit: Unit = _text(reply[2])  # type: ignore[assignment]
+            overrun = Overrun(admission.budgets[int(reply[1]) - 1], unit)
+            return AdmissionResult(Verdict.BUDGET_EXCEEDED, overrun=overrun, released=int(reply[3]))
+        throttle = Throttle(
+            admission.rate_limits[int(reply[1]) - 1], retry_after_ms=-(-int(reply[2]) // 1000)
+        )
+        return AdmissionResult(Verdict.RATE_LIMITED, throttle=throttle, released=int(reply[3]))
+
+    async def settle(
+        self, *, tenant_id: str, decision_id: str, outcome: Outcome, actual: Cost | None
+    ) -> SettleResult:
+        key_list = [keys.reservations_key(tenant_id), keys.reservation_key(tenant_id, decision_id)]
+        given = actual is not None
+        args = [
+            outcome.value,
+            1 if given else 0,
+            actual.usd_micros if actual else 0,
+            actual.tokens if actual else 0,
+        ]
+        reply = await self._call(self._settle, key_list, args)
+        kind = _text(reply[0])
+        if kind == "missing":
+            raise ReservationNotFound(f"decision {decision_id} holds no reservation in this tenant")
+        if kind == "settled":
+            if _text(reply[1]) != outcome.value:
+                raise SettlementConflict(decision_id, _text(reply[1]))
+            return _settle_result(_text(reply[2]), _text(reply[3]), repeated=True)
+        return _settle_result(_text(reply[1]), _text(reply[2]), repeated=False)
 
     async def connect(self, timeout_seconds: float = 2.0) -> None:
-        """Open a first connection and load the script, outside any decision's deadline.
+        """Open a first connection and load the scripts, outside any decision's deadline.
 
         A failure is logged, not raised: decisions fail closed until Redis answers.
         """
         try:
             async with asyncio.timeout(timeout_seconds):
                 await self._client.ping()
-                await self._client.script_load(RESERVE_SCRIPT)
+                for script in (self._authorize, self._settle):
+                    await self._client.script_load(script.source)
         except (TimeoutError, RedisError, OSError) as exc:
             log.warning("budget_store_unreachable", error=str(exc))
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    def _key(self, tenant_id: str, run_id: str, spec: BudgetSpec) -> str:
-        if spec.scope is not BudgetScope.RUN:
-            raise PolicyError(f"budget scope {spec.scope.value!r} is not enforced by this version")
-        if not run_id:
-            raise PolicyError("the policy declared a run budget but the request has no run.run_id")
-        return keys.run_usage_key(tenant_id, run_id)
+    async def _call(self, script: _Script, key_list: list[str], args: list[Any]) -> Any:
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await script(self._client, key_list, args)
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise BudgetStoreUnavailable(f"budget store: {type(exc).__name__}: {exc}") from exc
+
+
+def _budget_prefix(admission: Admission, scope: BudgetScope) -> str:
+    subjects = admission.subjects
+    subject = {
+        BudgetScope.TENANT: "",
+        BudgetScope.PRINCIPAL: subjects.principal_id,
+        BudgetScope.CAPABILITY: subjects.capability,
+        BudgetScope.RUN: subjects.run_id,
+    }[scope]
+    return keys.budget_prefix(admission.tenant_id, scope.value, subject)
+
+
+def _bucket(admission: Admission, limit: RateLimitSpec) -> str:
+    subjects = admission.subjects
+    values = {
+        "tenant": admission.tenant_id,
+        "principal": subjects.principal_id,
+        "capability": subjects.capability,
+        "tool": subjects.tool,
+        "run": subjects.run_id,
+    }
+    return keys.rate_limit_key(
+        admission.tenant_id, limit.key, values, limit.limit, limit.period_seconds
+    )
 
 
 def _limit(value: int | None) -> int:
     return NO_LIMIT if value is None else value
 
 
-def _statuses(budgets: Sequence[BudgetSpec], usage: list[int]) -> tuple[BudgetStatus, ...]:
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _usage(values: Sequence[Any]) -> tuple[Usage, ...]:
+    numbers = [int(v) for v in values]
     return tuple(
-        BudgetStatus(
-            scope=spec.scope,
-            window=spec.window,
-            limit_usd_micros=spec.limit_usd_micros,
-            limit_calls=spec.limit_calls,
-            limit_tokens=spec.limit_tokens,
-            spent_usd_micros=0,
-            reserved_usd_micros=int(usage[3 * i + 1]),
-            used_calls=int(usage[3 * i]),
-            used_tokens=int(usage[3 * i + 2]),
+        (
+            numbers[i],
+            numbers[i + 1],
+            numbers[i + 2],
+            numbers[i + 3],
+            numbers[i + 4],
         )
-        for i, spec in enumerate(budgets)
+        for i in range(0, len(numbers), USAGE_FIELDS)
+    )
+
+
+def _settle_result(metadata: str, summary: str, *, repeated: bool) -> SettleResult:
+    state, committed_usd, committed_tokens, estimated_usd, estimated_tokens, *usage = summary.split(
+        ","
+    )
+    return SettleResult(
+        metadata=metadata,
+        previous_state=state,
+        committed=Cost(int(committed_usd), int(committed_tokens)),
+        estimated=Cost(int(estimated_usd), int(estimated_tokens)),
+        usage=_usage(usage),
+        repeated=repeated,
     )

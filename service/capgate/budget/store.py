@@ -1,14 +1,74 @@
-"""The ``BudgetStore`` protocol: check and reserve a decision's budgets in one step."""
+"""The ``BudgetStore`` protocol: admit a decision and settle it, each in one step.
+
+A decision is *admitted* atomically (DESIGN §6): its rate limits and budgets are all
+checked and, when it is an ALLOW, all consumed, or nothing is. *Settling* replaces the
+reservation with the actual cost, or releases it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal, Protocol
 
-from capgate.decision.model import BudgetSpec, BudgetStatus, Cost
+from capgate.decision.model import BudgetSpec, BudgetStatus, Cost, Outcome, RateLimitSpec
 
 Unit = Literal["calls", "usd_micros", "tokens"]
+# One usage key's values, in the scripts' USAGE_FIELDS order:
+# calls, spent_usd_micros, reserved_usd_micros, spent_tokens, reserved_tokens.
+Usage = tuple[int, int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """The ids budgets and rate limits are counted against."""
+
+    principal_id: str
+    capability: str
+    tool: str
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """An ``idempotency_key`` to look up and record with the decision.
+
+    ``fingerprint``: hex SHA-256 of the request (a key reused for another request is
+    refused); ``decision``: the decision to record, opaque to the store.
+    """
+
+    key: str
+    fingerprint: str
+    decision: str
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What one decision asks of the store.
+
+    ``consume``: reserve budgets, take rate-limit tokens and record a reservation that
+    ``settle`` can find (an ALLOW); otherwise only check. ``metadata`` is stored with
+    the reservation and handed back by ``settle``.
+    """
+
+    tenant_id: str
+    decision_id: str
+    subjects: Subjects
+    budgets: Sequence[BudgetSpec]
+    rate_limits: Sequence[RateLimitSpec]
+    cost: Cost
+    consume: bool
+    reservation_ttl_seconds: int
+    metadata: str = ""
+    idempotency: Idempotency | None = None
+
+
+class Verdict(StrEnum):
+    ADMITTED = "admitted"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    RATE_LIMITED = "rate_limited"
+    REPLAYED = "replayed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,29 +80,60 @@ class Overrun:
 
 
 @dataclass(frozen=True, slots=True)
-class BudgetCheck:
-    """Outcome of one check: usage after it, or the overrun that refused it."""
+class Throttle:
+    """The rate limit that refused the call, and when a retry can pass."""
 
-    statuses: tuple[BudgetStatus, ...] = ()
+    rate_limit: RateLimitSpec
+    retry_after_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionResult:
+    """``usage``: one :data:`Usage` per budget (after this decision, ADMITTED or
+    REPLAYED); ``overrun`` / ``throttle`` say what refused it; ``recorded_decision`` is
+    the decision an idempotency key replays; ``released`` counts expired reservations
+    this call released."""
+
+    verdict: Verdict
+    usage: tuple[Usage, ...] = ()
     overrun: Overrun | None = None
+    throttle: Throttle | None = None
+    recorded_decision: str = ""
+    released: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    """``previous_state``: ``reserved``, or ``expired`` (its TTL had released it);
+    ``repeated``: this outcome was recorded before and nothing changed now."""
+
+    metadata: str
+    previous_state: str
+    committed: Cost
+    estimated: Cost
+    usage: tuple[Usage, ...]
+    repeated: bool
 
 
 class BudgetStore(Protocol):
-    async def check_and_reserve(
-        self,
-        *,
-        tenant_id: str,
-        run_id: str,
-        budgets: Sequence[BudgetSpec],
-        cost: Cost,
-        reserve: bool,
-    ) -> BudgetCheck:
-        """Check every budget for one more call of ``cost``; if all fit and ``reserve``,
-        record the call in all of them atomically, else record nothing.
+    async def admit(self, admission: Admission) -> AdmissionResult:
+        """Check, and when ``admission.consume`` consume, everything in one step.
 
         Raises:
             BudgetStoreUnavailable: the store did not answer within its deadline.
-            PolicyError: a budget this store cannot enforce (fail closed).
+            IdempotencyConflict: the idempotency key was recorded for another request.
+        """
+        ...
+
+    async def settle(
+        self, *, tenant_id: str, decision_id: str, outcome: Outcome, actual: Cost | None
+    ) -> SettleResult:
+        """Settle the reservation of ``decision_id``; ``actual`` None commits the estimate.
+
+        Raises:
+            BudgetStoreUnavailable: the store did not answer within its deadline.
+            ReservationNotFound: no reservation of this decision in this tenant.
+            SettlementConflict: it was settled before with another outcome.
         """
         ...
 
@@ -51,3 +142,25 @@ class BudgetStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def budget_statuses(
+    budgets: Sequence[BudgetSpec], usage: Sequence[Usage]
+) -> tuple[BudgetStatus, ...]:
+    """Each budget with its usage, as Authorize and Settle report them."""
+    return tuple(
+        BudgetStatus(
+            scope=spec.scope,
+            window=spec.window,
+            limit_usd_micros=spec.limit_usd_micros,
+            limit_calls=spec.limit_calls,
+            limit_tokens=spec.limit_tokens,
+            used_calls=calls,
+            spent_usd_micros=spent_usd,
+            reserved_usd_micros=reserved_usd,
+            used_tokens=spent_tokens + reserved_tokens,
+        )
+        for spec, (calls, spent_usd, reserved_usd, spent_tokens, reserved_tokens) in zip(
+            budgets, usage, strict=True
+        )
+    )

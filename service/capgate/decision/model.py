@@ -130,8 +130,24 @@ class BudgetSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitSpec:
+    """A rate limit the policy declared: at most ``limit`` calls per ``period_seconds``
+    on average, and at most ``burst`` at once (GCRA; ``burst`` defaults to ``limit``).
+    ``key`` names the bucket's dimensions, e.g. ``"principal+capability"``."""
+
+    key: str
+    limit: int
+    period_seconds: int
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetStatus:
-    """Usage of one budget after this decision (including its reservation, if any)."""
+    """Usage of one budget after this decision (including its reservation, if any).
+
+    ``used_calls`` counts allowed calls (an ABANDONED settlement gives one back);
+    ``used_tokens`` is spent plus reserved tokens.
+    """
 
     scope: BudgetScope
     window: BudgetWindow
@@ -153,6 +169,8 @@ class PolicyResult:
     obligations: tuple[Obligation, ...] = ()
     approval: ApprovalRequirement | None = None
     budgets: tuple[BudgetSpec, ...] = ()
+    rate_limits: tuple[RateLimitSpec, ...] = ()
+    reservation_ttl_seconds: int | None = None
     action_class: str = "write"
     enforcement: str = "enforce"
     mask: tuple[str, ...] = ()
@@ -170,3 +188,55 @@ class Decision:
     budgets: tuple[BudgetStatus, ...]
     policy_revision: str
     decided_at: datetime
+
+
+class Outcome(StrEnum):
+    """What happened to an allowed tool call (``Settle``)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REVERTED = "reverted"
+    ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One field a tool call changed: the diff, for the settlement event."""
+
+    resource: str
+    field: str
+    before: Any = None
+    after: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class SettleRequest:
+    """One Settle call. ``actual_cost`` ``None`` commits the estimate."""
+
+    tenant_id: str
+    decision_id: str
+    outcome: Outcome | None
+    actual_cost: Cost | None = None
+    changes: tuple[Change, ...] = ()
+    result: JSONObject = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What Settle answers, and what the settlement event records.
+
+    ``committed`` is the cost added to spend (zero for FAILED and ABANDONED);
+    ``overrun_usd_micros`` is how far it went past the estimate (never negative);
+    ``expired_first`` is true when the reservation had already been released by its
+    TTL; ``repeated`` when this decision was settled before with the same outcome.
+    """
+
+    decision_id: str
+    outcome: Outcome
+    estimated: Cost
+    committed: Cost
+    overrun_usd_micros: int
+    budgets: tuple[BudgetStatus, ...]
+    settled_at: datetime
+    expired_first: bool
+    repeated: bool

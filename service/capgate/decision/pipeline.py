@@ -8,27 +8,40 @@ every failure past validation becomes a DENY with a reason code (fail closed).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import structlog
 
-from capgate.budget.store import BudgetCheck, BudgetStore
+from capgate.budget.store import (
+    Admission,
+    AdmissionResult,
+    BudgetStore,
+    Idempotency,
+    Subjects,
+    Verdict,
+    budget_statuses,
+)
 from capgate.clock import Clock
 from capgate.decision import reasons
+from capgate.decision.codec import decode_decision, encode_decision, encode_reservation
+from capgate.decision.fingerprint import request_fingerprint
 from capgate.decision.model import (
     AuthorizeRequest,
+    BudgetScope,
+    BudgetSpec,
     BudgetStatus,
     Decision,
     Effect,
     Obligation,
     PolicyResult,
+    RateLimitSpec,
     Reason,
 )
 from capgate.decision.validate import validate_request
-from capgate.errors import BudgetStoreUnavailable, PolicyError
+from capgate.errors import BudgetStoreUnavailable, IdempotencyConflict, InvalidArgument, PolicyError
 from capgate.events.event import decision_event
 from capgate.events.sink import EventSink
 from capgate.identity.insecure import InsecureIdentity
@@ -45,6 +58,12 @@ _UNIT_REASONS = {
 }
 
 
+def _counts_runs(budgets: Sequence[BudgetSpec], rate_limits: Sequence[RateLimitSpec]) -> bool:
+    return any(b.scope is BudgetScope.RUN for b in budgets) or any(
+        "run" in r.key.split("+") for r in rate_limits
+    )
+
+
 @dataclass(slots=True)
 class _Outcome:
     """The decision as it forms, step by step."""
@@ -56,6 +75,7 @@ class _Outcome:
     budgets: tuple[BudgetStatus, ...] = ()
     error: str | None = None
     revision: str = ""
+    replayed: Decision | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
 
     def deny(self, code: str, error: str | None = None, **fields: str) -> None:
@@ -66,6 +86,9 @@ class _Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Pipeline:
+    """``reservation_ttl_seconds``: how long an ALLOW's reservation waits for Settle
+    when the policy names no TTL."""
+
     policy: ActivePolicy
     budgets: BudgetStore
     events: EventSink
@@ -73,26 +96,30 @@ class Pipeline:
     metrics: Metrics
     clock: Clock
     new_id: Callable[[], str]
+    reservation_ttl_seconds: int
 
     async def authorize(self, request: AuthorizeRequest) -> Decision:
         """Decide ``request``.
 
         Raises:
-            InvalidArgument: the request is malformed (the only error a caller sees).
+            InvalidArgument: the request is malformed, or its idempotency key was used
+                for another request (the only errors a caller sees).
         """
         started = self.clock.monotonic()
         validate_request(request)
         identity = self.identity.resolve(request)
         decided_at = self.clock.now()
+        decision_id = self.new_id()
         input_document = build_input(
             request, identity=identity, tenant_mode="normal", request_time=decided_at
         )
         policy_started = self.clock.monotonic()
         outcome = self._evaluate_policy(input_document)
         outcome.latency_ms["policy"] = (self.clock.monotonic() - policy_started) * 1000
-        await self._apply_budgets(request, outcome)
+        proposed = self._decision(outcome, decision_id, decided_at)
+        await self._admit(request, outcome, proposed)
         outcome.latency_ms["total"] = (self.clock.monotonic() - started) * 1000
-        decision = self._decision(outcome, decided_at)
+        decision = outcome.replayed or self._decision(outcome, decision_id, decided_at)
         event = decision_event(
             event_id=self.new_id(),
             request=request,
@@ -102,12 +129,9 @@ class Pipeline:
             error=outcome.error,
             latency_ms=outcome.latency_ms,
             mask=outcome.policy.mask if outcome.policy else (),
+            replayed=outcome.replayed is not None,
         )
-        try:
-            self.events.emit(event)
-        except OSError as exc:  # the decision stands; the loss is counted and logged
-            self.metrics.decision_log_errors.inc()
-            log.error("decision_log_write_failed", decision_id=decision.decision_id, error=str(exc))
+        self._emit(event, decision.decision_id)
         self._observe(decision, outcome)
         return decision
 
@@ -131,37 +155,103 @@ class Pipeline:
             outcome.effect, outcome.reasons = Effect.ALLOW, ()
         return outcome
 
-    async def _apply_budgets(self, request: AuthorizeRequest, outcome: _Outcome) -> None:
-        """Check the policy's budgets; reserve them only for a non-dry-run ALLOW."""
-        if outcome.effect is Effect.DENY or outcome.policy is None:
+    async def _admit(
+        self, request: AuthorizeRequest, outcome: _Outcome, proposed: Decision
+    ) -> None:
+        """Admit the decision in the budget store, in one round trip: rate limits and
+        budgets checked (and consumed by a non-dry-run ALLOW, which also records a
+        reservation for Settle), and the idempotency key replayed or recorded."""
+        policy = outcome.policy
+        allow = outcome.effect is Effect.ALLOW and not request.dry_run
+        idempotent = bool(request.idempotency_key) and not request.dry_run
+        limited = policy is not None and outcome.effect is not Effect.DENY
+        budgets = policy.budgets if limited and policy else ()
+        rate_limits = policy.rate_limits if limited and policy else ()
+        if not (allow or idempotent or budgets or rate_limits):
             return
+        if not request.run.run_id and _counts_runs(budgets, rate_limits):
+            self.metrics.policy_errors.inc()
+            outcome.deny(
+                reasons.POLICY_ERROR,
+                "the policy declared a run budget or rate limit but the request has no run.run_id",
+            )
+            return
+        ttl = (policy.reservation_ttl_seconds if policy else None) or self.reservation_ttl_seconds
+        admission = Admission(
+            tenant_id=request.tenant_id,
+            decision_id=proposed.decision_id,
+            subjects=Subjects(
+                request.principal.id, request.capability, request.tool, request.run.run_id
+            ),
+            budgets=budgets,
+            rate_limits=rate_limits,
+            cost=request.estimated_cost,
+            consume=allow,
+            reservation_ttl_seconds=ttl,
+            metadata=encode_reservation(request, budgets) if allow else "",
+            idempotency=(
+                Idempotency(
+                    request.idempotency_key,
+                    request_fingerprint(request),
+                    encode_decision(proposed, budgets),
+                )
+                if idempotent
+                else None
+            ),
+        )
         started = self.clock.monotonic()
         try:
-            check: BudgetCheck = await self.budgets.check_and_reserve(
-                tenant_id=request.tenant_id,
-                run_id=request.run.run_id,
-                budgets=outcome.policy.budgets,
-                cost=request.estimated_cost,
-                reserve=outcome.effect is Effect.ALLOW and not request.dry_run,
-            )
+            result = await self.budgets.admit(admission)
         except BudgetStoreUnavailable as exc:
             self.metrics.budget_store_errors.inc()
             outcome.deny(reasons.BUDGET_STORE_UNAVAILABLE, str(exc))
             return
-        except PolicyError as exc:
-            self.metrics.policy_errors.inc()
-            outcome.deny(reasons.POLICY_ERROR, str(exc))
-            return
+        except IdempotencyConflict as exc:
+            raise InvalidArgument(
+                [("idempotency_key", "was used in the last 24 h for a different request")]
+            ) from exc
         finally:
             outcome.latency_ms["budget"] = (self.clock.monotonic() - started) * 1000
-        if check.overrun is not None:
-            scope, unit = check.overrun.budget.scope.value, check.overrun.unit
-            self.metrics.budget_denials.labels(scope, unit).inc()
+        self._count_admission(result)
+        if result.verdict is Verdict.REPLAYED:
+            recorded, specs = decode_decision(result.recorded_decision)
+            outcome.replayed = replace(recorded, budgets=budget_statuses(specs, result.usage))
+        elif result.overrun is not None:
+            scope, unit = result.overrun.budget.scope.value, result.overrun.unit
             outcome.deny(_UNIT_REASONS[unit], scope=scope)
-            return
-        outcome.budgets = check.statuses
+        elif result.throttle is not None:
+            throttle = result.throttle
+            outcome.deny(
+                reasons.RATE_LIMITED,
+                key=throttle.rate_limit.key,
+                retry_after_ms=str(throttle.retry_after_ms),
+            )
+        else:
+            outcome.budgets = budget_statuses(budgets, result.usage)
+            if allow:
+                self.metrics.reservations_open.inc()
 
-    def _decision(self, outcome: _Outcome, decided_at: datetime) -> Decision:
+    def _count_admission(self, result: AdmissionResult) -> None:
+        metrics = self.metrics
+        if result.released:
+            metrics.reservations_expired.inc(result.released)
+            metrics.reservations_open.dec(result.released)
+        if result.overrun is not None:
+            code = _UNIT_REASONS[result.overrun.unit]
+            metrics.budget_denials.labels(result.overrun.budget.scope.value, code).inc()
+        elif result.throttle is not None:
+            metrics.budget_denials.labels("rate_limit", reasons.RATE_LIMITED).inc()
+        elif result.verdict is Verdict.REPLAYED:
+            metrics.idempotent_replays.inc()
+
+    def _emit(self, event: dict[str, Any], decision_id: str) -> None:
+        try:
+            self.events.emit(event)
+        except OSError as exc:  # the decision stands; the loss is counted and logged
+            self.metrics.decision_log_errors.inc()
+            log.error("decision_log_write_failed", decision_id=decision_id, error=str(exc))
+
+    def _decision(self, outcome: _Outcome, decision_id: str, decided_at: datetime) -> Decision:
         policy = outcome.policy
         obligations: tuple[Obligation, ...] = ()
         if policy is not None and outcome.effect is not Effect.DENY:
@@ -170,7 +260,7 @@ class Pipeline:
         if policy is not None and outcome.effect is Effect.REQUIRE_APPROVAL:
             approval = policy.approval
         return Decision(
-            decision_id=self.new_id(),
+            decision_id=decision_id,
             effect=outcome.effect,
             reasons=outcome.reasons,
             obligations=obligations,

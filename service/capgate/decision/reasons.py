@@ -14,6 +14,7 @@ BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
 CALL_LIMIT_EXCEEDED = "CALL_LIMIT_EXCEEDED"
 TOKEN_LIMIT_EXCEEDED = "TOKEN_LIMIT_EXCEEDED"
 BUDGET_STORE_UNAVAILABLE = "BUDGET_STORE_UNAVAILABLE"
+RATE_LIMITED = "RATE_LIMITED"
 
 _MESSAGES = {
     POLICY_ERROR: "the policy could not produce a decision; denied",
@@ -22,6 +23,7 @@ _MESSAGES = {
     CALL_LIMIT_EXCEEDED: "this call would exceed the {scope} tool-call limit",
     TOKEN_LIMIT_EXCEEDED: "this call would exceed the {scope} token budget",
     BUDGET_STORE_UNAVAILABLE: "the budget store is unavailable; denied",
+    RATE_LIMITED: "the {key} rate limit is exhausted; retry after {retry_after_ms} ms",
 }
 
 

@@ -15,7 +15,7 @@ import math
 import re
 from typing import Any
 
-from capgate.decision.model import AuthorizeRequest
+from capgate.decision.model import AuthorizeRequest, SettleRequest
 from capgate.errors import InvalidArgument
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -62,3 +62,24 @@ def _check_value(path: str, value: Any, depth: int, out: list[tuple[str, str]]) 
         return
     for key, child in items:
         _check_value(f"{path}.{key}", child, depth + 1, out)
+
+
+def validate_settle(request: SettleRequest) -> None:
+    """Raise :class:`InvalidArgument` listing every violated rule of a Settle call:
+    ``tenant_id``, ``decision_id`` and ``outcome`` are required; ``actual_cost``
+    amounts are not negative."""
+    violations: list[tuple[str, str]] = []
+    if not request.tenant_id:
+        violations.append(("tenant_id", "is required"))
+    if not request.decision_id:
+        violations.append(("decision_id", "is required"))
+    if request.outcome is None:
+        violations.append(("outcome", "is required: SUCCEEDED, FAILED, REVERTED or ABANDONED"))
+    if request.actual_cost is not None:
+        if request.actual_cost.usd_micros < 0:
+            violations.append(("actual_cost.usd_micros", "must not be negative"))
+        if request.actual_cost.tokens < 0:
+            violations.append(("actual_cost.tokens", "must not be negative"))
+    _check_value("result", request.result, 1, violations)
+    if violations:
+        raise InvalidArgument(violations)

@@ -52,28 +52,39 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         for _attempt in range(5):
-            self.port = free_port()
-            self._process = subprocess.Popen(
-                [
-                    self._executable,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    self._dir.name,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            if self._wait_ready():
+            if self._launch(free_port()):
                 return self
             self.stop()
         raise RuntimeError(f"{self._executable} did not start")
+
+    def restart(self) -> RedisServer:
+        """Stop the server and start a fresh one (empty) on the same port."""
+        self.stop()
+        if not self._launch(self.port):
+            self.stop()
+            raise RuntimeError(f"{self._executable} did not restart on port {self.port}")
+        return self
+
+    def _launch(self, port: int) -> bool:
+        self.port = port
+        self._process = subprocess.Popen(
+            [
+                self._executable,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._dir.name,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self._wait_ready()
 
     def stop(self) -> None:
         if self._process is not None:

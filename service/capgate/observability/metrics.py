@@ -62,8 +62,49 @@ class Metrics:
         )
         self.budget_denials = Counter(
             "capgate_budget_denials_total",
-            "Decisions denied by a budget, by scope and unit.",
-            ["scope", "unit"],
+            "Decisions denied by a budget or rate limit, by scope (tenant, principal, "
+            "capability, run, rate_limit) and reason code.",
+            ["scope", "reason"],
+            registry=registry,
+        )
+        self.reservations_open = Gauge(
+            "capgate_reservations_open",
+            "Reservations made and not yet settled or expired, as this instance saw them "
+            "(sum over instances for the total; one instance's share may go negative).",
+            registry=registry,
+        )
+        self.reservations_expired = Counter(
+            "capgate_reservations_expired_total",
+            "Reservations released because Settle did not come within their TTL.",
+            registry=registry,
+        )
+        self.idempotent_replays = Counter(
+            "capgate_idempotent_replays_total",
+            "Authorize retries answered with the decision recorded for their idempotency key.",
+            registry=registry,
+        )
+        self.settlements = Counter(
+            "capgate_settlements_total",
+            "Settled decisions by tenant, workflow and outcome.",
+            ["tenant", "workflow", "outcome"],
+            registry=registry,
+        )
+        self.settled_cost = Counter(
+            "capgate_settled_cost_usd_micros_total",
+            "Cost committed by settlements, micro-dollars, by tenant, workflow and outcome.",
+            ["tenant", "workflow", "outcome"],
+            registry=registry,
+        )
+        self.settlement_overruns = Counter(
+            "capgate_settlement_overruns_total",
+            "Settlements whose actual cost exceeded the reserved estimate.",
+            ["tenant", "workflow"],
+            registry=registry,
+        )
+        self.settlement_overrun_cost = Counter(
+            "capgate_settlement_overrun_usd_micros_total",
+            "Cost above the reserved estimate, micro-dollars.",
+            ["tenant", "workflow"],
             registry=registry,
         )
         self.decision_log_errors = Counter(

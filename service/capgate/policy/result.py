@@ -9,7 +9,10 @@ Expected shape of ``data.capgate.authz.decision``::
      "budgets": [{"scope": "tenant" | "principal" | "capability" | "run",
                   "window": "1m" | "1h" | "1d" | "30d"   (absent for scope "run"),
                   "limit_usd_micros": int, "limit_calls": int, "limit_tokens": int}],
-     "rate_limits": [...], "class": "read" | "write",
+     "rate_limits": [{"key": "tenant" | "principal" | ... | "principal+capability",
+                      "limit": int >= 1, "period_seconds": int >= 1, "burst": int >= 1}],
+     "reservation_ttl_seconds": int >= 1,
+     "class": "read" | "write",
      "enforcement": "enforce" | "shadow", "log": {"mask": [str]}}
 
 Integers may be Rego numbers with no fraction (``5.0``); booleans and strings are refused.
@@ -30,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from capgate.budget.keys import RATE_LIMIT_DIMENSIONS
 from capgate.decision.model import (
     ApprovalRequirement,
     BudgetScope,
@@ -38,6 +42,7 @@ from capgate.decision.model import (
     Effect,
     Obligation,
     PolicyResult,
+    RateLimitSpec,
     Reason,
 )
 from capgate.errors import PolicyError
@@ -89,6 +94,24 @@ class _Budget(_Model):
         return self
 
 
+class _RateLimit(_Model):
+    key: str
+    limit: Integer = Field(ge=1)
+    period_seconds: Integer = Field(ge=1)
+    burst: Integer | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _known_dimensions(self) -> _RateLimit:
+        names = self.key.split("+")
+        if any(name not in RATE_LIMIT_DIMENSIONS for name in names) or len(set(names)) != len(
+            names
+        ):
+            raise ValueError(
+                f"key must join distinct dimensions from {'|'.join(RATE_LIMIT_DIMENSIONS)} with '+'"
+            )
+        return self
+
+
 class _Log(_Model):
     mask: list[str] = []
 
@@ -99,6 +122,8 @@ class _PolicyResult(_Model):
     obligations: list[_Obligation] = []
     approval: _Approval | None = None
     budgets: list[_Budget] = []
+    rate_limits: list[_RateLimit] = []
+    reservation_ttl_seconds: Integer | None = Field(default=None, ge=1, le=86_400)
     action_class: Literal["read", "write"] = Field(default="write", alias="class")
     enforcement: Literal["enforce", "shadow"] = "enforce"
     log: _Log = _Log()
@@ -136,6 +161,11 @@ def parse_policy_result(raw: Any) -> PolicyResult:
             )
             for b in model.budgets
         ),
+        rate_limits=tuple(
+            RateLimitSpec(r.key, r.limit, r.period_seconds, r.burst or r.limit)
+            for r in model.rate_limits
+        ),
+        reservation_ttl_seconds=model.reservation_ttl_seconds,
         action_class=model.action_class,
         enforcement=model.enforcement,
         mask=tuple(model.log.mask),
