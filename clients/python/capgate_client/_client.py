@@ -7,11 +7,12 @@ from types import TracebackType
 from typing import Any
 
 import grpc
+from google.protobuf import struct_pb2
 
 from capgate.v1 import authorization_service_pb2 as api
 from capgate.v1 import authorization_service_pb2_grpc as api_grpc
 from capgate.v1 import types_pb2 as types
-from capgate_client._types import AuthorizeResult, InvalidRequestError
+from capgate_client._types import AuthorizeResult, InvalidRequestError, SettleResult
 
 DEFAULT_TIMEOUT_SECONDS = 2.0
 
@@ -61,6 +62,44 @@ def build_request(
     return request
 
 
+def build_settle_request(
+    *,
+    tenant_id: str,
+    decision_id: str,
+    outcome: str,
+    actual_cost_usd_micros: int | None = None,
+    actual_tokens: int | None = None,
+    changes: Iterable[Mapping[str, Any]] = (),
+    result: Mapping[str, Any] | None = None,
+) -> api.SettleRequest:
+    """The SettleRequest message. ``outcome``: "SUCCEEDED", "FAILED", "REVERTED" or
+    "ABANDONED". Without an actual cost, capgate commits the estimate. ``changes``:
+    ``{"resource", "field", "before", "after"}`` dicts (the diff the call made)."""
+    request = api.SettleRequest(
+        tenant_id=tenant_id,
+        decision_id=decision_id,
+        outcome=api.Outcome.Value(f"OUTCOME_{outcome.upper()}"),
+    )
+    if actual_cost_usd_micros is not None or actual_tokens is not None:
+        request.actual_cost.CopyFrom(
+            types.Cost(usd_micros=actual_cost_usd_micros or 0, tokens=actual_tokens or 0)
+        )
+    for change in changes:
+        entry = request.changes.add(resource=change["resource"], field=change["field"])
+        for side in ("before", "after"):
+            if side in change:
+                getattr(entry, side).CopyFrom(_value(change[side]))
+    if result:
+        request.result.update(dict(result))
+    return request
+
+
+def _value(python: Any) -> struct_pb2.Value:
+    holder = struct_pb2.Struct()
+    holder.update({"v": python})
+    return holder.fields["v"]
+
+
 class AsyncClient:
     """asyncio client: ``async with AsyncClient(target) as c: await c.authorize(...)``."""
 
@@ -81,6 +120,20 @@ class AsyncClient:
                 raise InvalidRequestError.from_rpc_error(error) from error
             raise
         return AuthorizeResult.from_proto(response)
+
+    async def settle(self, **kwargs: Any) -> SettleResult:
+        """Arguments as :func:`build_settle_request`. Raises InvalidRequestError, or
+        grpc.RpcError: NOT_FOUND (no reservation), FAILED_PRECONDITION (settled with
+        another outcome), UNAVAILABLE (retry: Settle is idempotent)."""
+        try:
+            response = await self._stub.Settle(
+                build_settle_request(**kwargs), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidRequestError.from_rpc_error(error) from error
+            raise
+        return SettleResult.from_proto(response)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -117,6 +170,16 @@ class Client:
                 raise InvalidRequestError.from_rpc_error(error) from error
             raise
         return AuthorizeResult.from_proto(response)
+
+    def settle(self, **kwargs: Any) -> SettleResult:
+        """Arguments as :func:`build_settle_request`; errors as :meth:`AsyncClient.settle`."""
+        try:
+            response = self._stub.Settle(build_settle_request(**kwargs), timeout=self._timeout)
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:  # type: ignore[attr-defined]
+                raise InvalidRequestError.from_rpc_error(error) from error
+            raise
+        return SettleResult.from_proto(response)
 
     def close(self) -> None:
         self._channel.close()

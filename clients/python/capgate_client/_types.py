@@ -75,25 +75,45 @@ class AuthorizeResult:
                 }
                 for o in response.obligations
             ),
-            budgets=tuple(
-                BudgetUsage(
-                    scope=types.BudgetScope.Name(b.scope).removeprefix("BUDGET_SCOPE_").lower(),
-                    window=types.BudgetWindow.Name(b.window).removeprefix("BUDGET_WINDOW_").lower(),
-                    limit_usd_micros=_optional(b, "limit_usd_micros"),
-                    reserved_usd_micros=b.reserved_usd_micros,
-                    spent_usd_micros=b.spent_usd_micros,
-                    limit_calls=_optional(b, "limit_calls"),
-                    used_calls=b.used_calls,
-                    limit_tokens=_optional(b, "limit_tokens"),
-                    used_tokens=b.used_tokens,
-                )
-                for b in response.budgets
-            ),
+            budgets=tuple(_budget_usage(b) for b in response.budgets),
             approver_roles=tuple(response.approval.approver_roles),
             min_approvals=response.approval.min_approvals,
             policy_revision=response.policy_revision,
             decided_at=response.decided_at.ToDatetime(tzinfo=UTC),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    """A settlement. ``outcome`` is "SUCCEEDED", "FAILED", "REVERTED" or "ABANDONED"."""
+
+    decision_id: str
+    outcome: str
+    budgets: tuple[BudgetUsage, ...]
+    settled_at: datetime
+
+    @classmethod
+    def from_proto(cls, response: api.SettleResponse) -> SettleResult:
+        return cls(
+            decision_id=response.decision_id,
+            outcome=api.Outcome.Name(response.outcome).removeprefix("OUTCOME_"),
+            budgets=tuple(_budget_usage(b) for b in response.budgets),
+            settled_at=response.settled_at.ToDatetime(tzinfo=UTC),
+        )
+
+
+def _budget_usage(b: types.BudgetStatus) -> BudgetUsage:
+    return BudgetUsage(
+        scope=types.BudgetScope.Name(b.scope).removeprefix("BUDGET_SCOPE_").lower(),
+        window=types.BudgetWindow.Name(b.window).removeprefix("BUDGET_WINDOW_").lower(),
+        limit_usd_micros=_optional(b, "limit_usd_micros"),
+        reserved_usd_micros=b.reserved_usd_micros,
+        spent_usd_micros=b.spent_usd_micros,
+        limit_calls=_optional(b, "limit_calls"),
+        used_calls=b.used_calls,
+        limit_tokens=_optional(b, "limit_tokens"),
+        used_tokens=b.used_tokens,
+    )
 
 
 def _optional(message: types.BudgetStatus, field: str) -> int | None:

@@ -9,20 +9,26 @@ Accepted forms (``s`` after ``redis`` means TLS)::
 
 Sentinel: the hosts are sentinels; the credentials are the data nodes' (the common
 ``redis+sentinel`` convention of Celery/Kombu and Spring). The client asks the sentinels
-for the current primary of ``service_name`` on every new connection, so after a
-failover the next connection goes to the new primary. Cluster: the hosts are startup
+for the current primary of ``service_name`` on every new connection, and
+:func:`follow_sentinel_primary` closes old connections within a second of a failover.
+Cluster: the hosts are startup
 nodes; the slot map is discovered from them and refreshed on ``MOVED``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+import structlog
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import RedisError
+
+log = structlog.get_logger("capgate")
 
 DEFAULT_PORT = {"cluster": 6379, "sentinel": 26379}
 
@@ -122,3 +128,29 @@ def _host_port(item: str, default_port: int) -> tuple[str, int]:
     if not (port.isdigit() and 0 < int(port) <= 65535):
         raise ValueError(f"{item!r} has no valid port (1-65535)")
     return host, int(port)
+
+
+async def follow_sentinel_primary(client: Redis, interval_seconds: float = 1.0) -> None:
+    """Run forever: every ``interval_seconds``, ask the sentinels for the primary; when it
+    moved, close every connection of ``client`` (idle and in use) so the next command
+    reconnects to the new primary.
+
+    redis-py asks the sentinels only when it opens a connection, so after a planned
+    failover its pooled connections keep writing to the old primary until Sentinel
+    demotes it (about 10 s with Redis 7.0) — writes the new primary never sees. This
+    bounds that window to ``interval_seconds``. Errors are logged and retried.
+    """
+    pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool)
+    known: tuple[str, int] | None = None
+    while True:
+        try:
+            current = await pool.sentinel_manager.discover_master(pool.service_name)
+        except (RedisError, OSError) as exc:
+            log.warning("sentinel_unreachable", error=str(exc))
+        else:
+            if known is not None and tuple(current) != known:
+                log.warning("redis_primary_moved", old=list(known), new=list(current))
+                await pool.disconnect(inuse_connections=True)
+            known = tuple(current)
+        await asyncio.sleep(interval_seconds)

