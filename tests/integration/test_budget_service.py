@@ -25,7 +25,7 @@ from capgate.local.redis_server import RedisServer
 from capgate.local.serve_process import ServeProcess
 from capgate_client import AsyncClient, InvalidRequestError
 from tests.conftest import RunningCapgate, start_capgate, write_bundle
-from tests.redis_topology import RedisClusterNodes
+from tests.redis_topology import RedisClusterNodes, RedisSentinelSet
 
 TEN_DOLLARS = 10_000_000
 SEVEN_CENTS = 70_000
@@ -272,3 +272,33 @@ async def _timed(
         result = await running.client.authorize(**call)
         out.append((result.reason_codes, time.perf_counter() - started))
     return out
+
+
+async def test_sentinel_url_follows_a_failover(budget_bundle: Path, tmp_path: Path) -> None:
+    """Through Sentinel: after a planned failover, decisions reach the new primary within
+    about a second (capgate polls the sentinels each second). Without that, redis-py kept
+    writing to the demoted primary for ~10 s: usage the new primary never saw."""
+    tenant = f"sentinel-{uuid.uuid4()}"
+    call = {**CALL, "tenant_id": tenant, "estimated_cost_usd_micros": 1_000}
+    with RedisSentinelSet() as sentinel:
+        async with start_capgate(
+            bundle=budget_bundle, redis_url=sentinel.url, decision_log=tmp_path / "d.jsonl"
+        ) as running:
+            first = await running.client.authorize(**call)
+            new_primary = await asyncio.to_thread(sentinel.failover)
+            switched = time.perf_counter()
+            allowed = [first]
+            while time.perf_counter() - switched < 5.0:
+                result = await running.client.authorize(**call)
+                assert result.allowed or result.reason_codes == ("BUDGET_STORE_UNAVAILABLE",)
+                if result.allowed:
+                    allowed.append(result)
+                await asyncio.sleep(0.05)
+        primary = redis.asyncio.Redis(port=new_primary)
+        month = time.strftime("%Y-%m", time.gmtime())
+        stored = await primary.hget(keys.budget_prefix(tenant, "tenant") + f":30d:{month}", "calls")
+        await primary.aclose()
+    assert first.allowed
+    assert int(stored or 0) == allowed[-1].budgets[0].used_calls
+    # the decisions' usage is the new primary's: they were counted where they survive
+    assert allowed[-1].budgets[0].used_calls >= 40
