@@ -1,4 +1,4 @@
-"""The ``capgate`` command line (typer): ``serve`` and ``demo``."""
+"""The ``capgate`` command line (typer): ``serve``, ``demo`` and ``costs``."""
 
 from __future__ import annotations
 
@@ -44,7 +44,10 @@ def _overrides(**flags: Any) -> dict[str, dict[str, Any]]:
 @app.command()
 def serve(
     bundle: Annotated[Path | None, typer.Option(help="OPA bundle: directory or .tar.gz")] = None,
-    redis_url: Annotated[str | None, typer.Option(help="redis://HOST:PORT/DB")] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(help="redis://HOST:PORT/DB, redis+sentinel://…/SERVICE, redis+cluster://…"),
+    ] = None,
     listen: Annotated[str | None, typer.Option(help="gRPC HOST:PORT [127.0.0.1:50051]")] = None,
     metrics_listen: Annotated[
         str | None, typer.Option(help="Prometheus HOST:PORT [127.0.0.1:9464]")
@@ -114,6 +117,54 @@ def demo(
         results=results,
     )
     raise typer.Exit(run_demo(options))
+
+
+@app.command()
+def costs(
+    decision_log: Annotated[
+        list[Path], typer.Argument(help="JSONL decision logs (settlement events are read)")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Cost per completed outcome and rollback rate, per tenant and workflow."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from capgate.report.outcomes import OUTCOMES, outcome_costs
+
+    def events() -> Any:
+        for path in decision_log:
+            with path.open(encoding="utf-8") as lines:
+                for number, line in enumerate(lines, 1):
+                    try:
+                        yield json.loads(line)
+                    except ValueError as exc:
+                        raise typer.BadParameter(f"{path}:{number}: not JSON: {exc}") from exc
+
+    try:
+        rows = outcome_costs(events())
+    except (KeyError, TypeError) as exc:
+        raise typer.BadParameter(f"a settlement event lacks a field: {exc}") from exc
+    if as_json:
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        return
+    table = Table(title="Cost per completed outcome (USD)")
+    for column in ("tenant", "workflow", *OUTCOMES, "cost", "per succeeded", "rollback rate"):
+        table.add_column(column, justify="left" if column in ("tenant", "workflow") else "right")
+    for row in rows:
+        per = row.cost_per_succeeded_usd_micros
+        rate = row.rollback_rate
+        table.add_row(
+            row.tenant_id,
+            row.workflow or "-",
+            *(str(row.settled[o]) for o in OUTCOMES),
+            f"{row.cost_usd_micros / 1e6:.6f}",
+            "-" if per is None else f"{per / 1e6:.6f}",
+            "-" if rate is None else f"{rate:.1%}",
+        )
+    Console().print(table)
 
 
 def main() -> None:

@@ -8,8 +8,11 @@ Settle, tenant isolation, and Redis stopped or frozen mid-run.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -211,6 +214,17 @@ async def test_settle_commits_cost_reports_it_and_is_idempotent(
         {"resource": "order/o-1", "field": "status", "before": "open", "after": 1}
     ]
     assert events[1]["committed_cost"]["usd_micros"] == SEVEN_CENTS  # the estimate
+    report = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "capgate", "costs", "--json", str(running.decision_log)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (row,) = json.loads(report.stdout)
+    assert row["tenant_id"] == tenant and row["workflow"] == "refund_request"
+    assert row["cost_per_succeeded_usd_micros"] == 90_000 + SEVEN_CENTS  # both, / 1 succeeded
+    assert row["rollback_rate"] == 0.5
 
 
 async def test_one_tenant_exhausting_its_budget_leaves_another_unchanged(
