@@ -34,8 +34,12 @@ workload: bootstrap
 	$(VENV)/python -m pip install -q -e ".[agentdojo]"
 	$(VENV)/python scripts/export_agentdojo.py
 
+# Benchmarks print JSON and write bench/results/; run by hand, never in `make test`.
 bench: bootstrap
 	$(VENV)/python bench/authorize_load.py
+	$(VENV)/python bench/authorize_load.py --budgets --out bench/results/budgets-1-process.json
+	$(VENV)/python bench/authorize_load.py --budgets --servers 2 \
+		--out bench/results/budgets-2-processes.json
 
 fmt: bootstrap
 	$(VENV)/ruff format service clients tests bench scripts

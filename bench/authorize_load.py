@@ -1,14 +1,22 @@
 """Authorize under open-loop load, from a separate process, on the default bundle.
 
-Starts a private redis-server and ``capgate serve`` (one process, decision log on),
-then sends allowed refunds at fixed rates. Each call's latency counts from the moment
-it was *scheduled*, so a stalled server cannot hide its queueing (no coordinated
-omission). Server CPU per decision comes from /proc/<pid>/stat.
+Starts a private redis-server and ``capgate serve`` (``--servers`` processes, decision
+log on), then sends allowed refunds at fixed rates, round-robin over the servers. Each
+call's latency counts from the moment it was *scheduled*, so a stalled server cannot
+hide its queueing (no coordinated omission). Server CPU per decision comes from
+/proc/<pid>/stat; Redis round trips per decision from the server's
+``total_commands_processed`` (INFO stats) around each step.
 
-    .venv/bin/python bench/authorize_load.py [--seconds 5] [--out bench/results/authorize.json]
+    .venv/bin/python bench/authorize_load.py [--seconds 5] [--servers 1|2] [--budgets]
+                                             [--out bench/results/authorize.json]
+
+``--budgets`` adds, in bundle data, a tenant spend budget, a per-principal call budget
+(1 day), a capability budget and two rate limits (tenant, principal+capability), all
+sized never to refuse: every decision checks and reserves five budgets and two buckets.
 
 Prints one JSON document (and writes it to --out): p50/p99 at 500 and 1,000 req/s,
-the highest rate with p99 <= 10 ms, and the engine's microseconds per evaluation.
+the highest rate with p99 <= 10 ms, Redis round trips per decision, and the engine's
+microseconds per evaluation.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -27,8 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import redis
 import regopy
 import uvloop
+import yaml
 
 from capgate.local.redis_server import RedisServer
 from capgate.local.serve_process import ServeProcess
@@ -43,6 +54,22 @@ P99_CEILING_MS = 10.0
 REQUIRED_RATES = (500, 1000)  # always measured: the issue's reference points
 RATES_TO_SEARCH = (100, 200, 300, 400, 500, 600, 750, 1000, 1250, 1500, 2000, 2500, 3000)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# --budgets: limits far above what a run of this benchmark can use.
+BUDGET_DATA: dict[str, Any] = {
+    "tenants": {
+        "acme": {
+            "budgets": [
+                {"scope": "tenant", "window": "30d", "limit_usd_micros": 10**15},
+                {"scope": "principal", "window": "1d", "limit_calls": 10**9},
+            ],
+            "rate_limits": [
+                {"key": "tenant", "limit": 100_000, "period_seconds": 1},
+                {"key": "principal+capability", "limit": 100_000, "period_seconds": 1},
+            ],
+        }
+    },
+    "capabilities": {"issue_refund": {"budgets": [{"window": "1h", "limit_tokens": 10**12}]}},
+}
 
 
 def refund(i: int) -> Any:
@@ -66,7 +93,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
-async def open_loop(stub: Any, rate: int, seconds: float, offset: int) -> dict[str, Any]:
+async def open_loop(stubs: list[Any], rate: int, seconds: float, offset: int) -> dict[str, Any]:
     clock = time.perf_counter  # not loop.time(): uvloop's clock ticks in whole milliseconds
     count = int(rate * seconds)
     requests = [refund(offset + i) for i in range(count)]
@@ -74,7 +101,7 @@ async def open_loop(stub: Any, rate: int, seconds: float, offset: int) -> dict[s
     effects: Counter[int] = Counter()
     errors = 0
 
-    async def one(request: Any, scheduled: float) -> None:
+    async def one(request: Any, scheduled: float, stub: Any) -> None:
         nonlocal errors
         try:
             response = await stub.Authorize(request, timeout=2.0)
@@ -91,7 +118,7 @@ async def open_loop(stub: Any, rate: int, seconds: float, offset: int) -> dict[s
         delay = scheduled - clock()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(request, scheduled)))
+        tasks.append(asyncio.create_task(one(request, scheduled, stubs[i % len(stubs)])))
     await asyncio.gather(*tasks)
     elapsed = clock() - start
     ms = sorted(x * 1000 for x in latencies)
@@ -107,24 +134,30 @@ async def open_loop(stub: Any, rate: int, seconds: float, offset: int) -> dict[s
     }
 
 
-async def run_rates(target: str, pid: int, seconds: float) -> dict[str, Any]:
+async def run_rates(
+    targets: list[str], pids: list[int], redis_client: redis.Redis, seconds: float
+) -> dict[str, Any]:
     """Climb RATES_TO_SEARCH until p99 passes 10 ms, then measure REQUIRED_RATES not yet run."""
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = api_grpc.AuthorizationServiceStub(channel)
+    channels = [grpc.aio.insecure_channel(target) for target in targets]
+    try:
+        stubs = [api_grpc.AuthorizationServiceStub(channel) for channel in channels]
         offset = 0
-        await open_loop(stub, 200, 1.0, offset)  # warm up connections and caches
+        await open_loop(stubs, 200, 1.0, offset)  # warm up connections and caches
         offset += 200
         steps: dict[int, dict[str, Any]] = {}
         for rate in RATES_TO_SEARCH:
-            steps[rate] = await _step(stub, pid, rate, seconds, offset)
+            steps[rate] = await _step(stubs, pids, redis_client, rate, seconds, offset)
             offset += steps[rate]["requests"]
             if not _meets_ceiling(steps[rate]):
                 break
         for rate in REQUIRED_RATES:
             if rate not in steps:
                 await asyncio.sleep(2.0)  # let an overloaded server drain first
-                steps[rate] = await _step(stub, pid, rate, seconds, offset)
+                steps[rate] = await _step(stubs, pids, redis_client, rate, seconds, offset)
                 offset += steps[rate]["requests"]
+    finally:
+        for channel in channels:
+            await channel.close()
     passing = [rate for rate, step in steps.items() if _meets_ceiling(step)]
     return {
         "steps": [steps[r] for r in sorted(steps)],
@@ -132,14 +165,31 @@ async def run_rates(target: str, pid: int, seconds: float) -> dict[str, Any]:
     }
 
 
-async def _step(stub: Any, pid: int, rate: int, seconds: float, offset: int) -> dict[str, Any]:
-    cpu_before = cpu_seconds(pid)
-    step = await open_loop(stub, rate, seconds, offset)
+async def _step(
+    stubs: list[Any],
+    pids: list[int],
+    redis_client: redis.Redis,
+    rate: int,
+    seconds: float,
+    offset: int,
+) -> dict[str, Any]:
+    cpu_before = sum(cpu_seconds(pid) for pid in pids)
+    commands_before = _commands(redis_client)
+    step = await open_loop(stubs, rate, seconds, offset)
+    decisions = max(step["requests"] - step["errors"], 1)
+    # minus 1: the INFO that read the "before" figure is counted in the "after" one
+    step["redis_round_trips_per_decision"] = round(
+        (_commands(redis_client) - commands_before - 1) / decisions, 3
+    )
     step["server_cpu_us_per_decision"] = round(
-        (cpu_seconds(pid) - cpu_before) / max(step["requests"], 1) * 1e6, 1
+        (sum(cpu_seconds(pid) for pid in pids) - cpu_before) / max(step["requests"], 1) * 1e6, 1
     )
     print(json.dumps(step), file=sys.stderr)
     return step
+
+
+def _commands(client: redis.Redis) -> int:
+    return int(client.info("stats")["total_commands_processed"])
 
 
 def _meets_ceiling(step: dict[str, Any]) -> bool:
@@ -151,8 +201,8 @@ def _meets_ceiling(step: dict[str, Any]) -> bool:
     )
 
 
-def engine_us_per_evaluation(iterations: int = 2000) -> float:
-    engine = EmbeddedEngine(load_bundle(BUNDLE))
+def engine_us_per_evaluation(bundle: Path, iterations: int = 2000) -> float:
+    engine = EmbeddedEngine(load_bundle(bundle))
     document = {
         "tenant_id": "acme",
         "principal": {"id": "refund-agent", "scopes": ["refunds:write"]},
@@ -176,18 +226,38 @@ def engine_us_per_evaluation(iterations: int = 2000) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measurement per rate")
+    parser.add_argument("--servers", type=int, choices=(1, 2), default=1)
+    parser.add_argument(
+        "--budgets",
+        action="store_true",
+        help="tenant/principal/capability budgets and rate limits in the bundle",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "authorize.json")
     args = parser.parse_args()
-    engine_us = engine_us_per_evaluation()
-    with RedisServer() as redis, tempfile.TemporaryDirectory() as tmp:
-        server = ServeProcess.start(
-            bundle=BUNDLE, redis_url=redis.url, decision_log=Path(tmp) / "decisions.jsonl"
-        )
+    with RedisServer() as redis_server, tempfile.TemporaryDirectory() as tmp:
+        bundle = _bundle(Path(tmp), with_budgets=args.budgets)
+        engine_us = engine_us_per_evaluation(bundle)
+        servers = [
+            ServeProcess.start(
+                bundle=bundle, redis_url=redis_server.url, decision_log=Path(tmp) / f"d{n}.jsonl"
+            )
+            for n in range(args.servers)
+        ]
+        redis_client = redis.Redis.from_url(redis_server.url)
         try:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                load = runner.run(run_rates(server.target, server.process.pid, args.seconds))
+                load = runner.run(
+                    run_rates(
+                        [s.target for s in servers],
+                        [s.process.pid for s in servers],
+                        redis_client,
+                        args.seconds,
+                    )
+                )
         finally:
-            server.stop()
+            for server in servers:
+                server.stop()
+            redis_client.close()
     by_rate = {s["target_rps"]: s for s in load["steps"]}
     result = {
         "benchmark": "authorize_open_loop",
@@ -197,8 +267,14 @@ def main() -> int:
             "python": platform.python_version(),
             "regopy": regopy.__version__,
         },
-        "setup": "1 capgate process (uvloop), real redis-server, JSONL decision log on; "
-        "1 load process (grpc.aio) on the same 2-core machine",
+        "setup": f"{args.servers} capgate process(es) (uvloop), real redis-server, JSONL "
+        "decision log on; 1 load process (grpc.aio) round-robin over them, on the same "
+        "2-core machine; "
+        + (
+            "budgets on: run, tenant, principal, capability budgets and 2 rate limits"
+            if args.budgets
+            else "default bundle: run budget only"
+        ),
         "engine_us_per_evaluation": engine_us,
         "at_500_rps": _summary(by_rate.get(500)),
         "at_1000_rps": _summary(by_rate.get(1000)),
@@ -212,10 +288,31 @@ def main() -> int:
     return 0
 
 
+def _bundle(tmp: Path, *, with_budgets: bool) -> Path:
+    """The default bundle, or a copy whose data adds :data:`BUDGET_DATA`."""
+    if not with_budgets:
+        return BUNDLE
+    bundle = Path(shutil.copytree(BUNDLE, tmp / "bundle"))
+    data_file = bundle / "data.yaml"
+    data = yaml.safe_load(data_file.read_text())
+    data["capgate"]["tenants"] = BUDGET_DATA["tenants"]
+    refund = data["capgate"]["capabilities"]["issue_refund"]
+    refund.update(BUDGET_DATA["capabilities"]["issue_refund"])
+    data_file.write_text(yaml.safe_dump(data))
+    return bundle
+
+
 def _summary(step: dict[str, Any] | None) -> dict[str, Any] | None:
     if step is None:
         return None
-    keys = ("p50_ms", "p99_ms", "achieved_rps", "errors", "server_cpu_us_per_decision")
+    keys = (
+        "p50_ms",
+        "p99_ms",
+        "achieved_rps",
+        "errors",
+        "server_cpu_us_per_decision",
+        "redis_round_trips_per_decision",
+    )
     return {k: step[k] for k in keys}
 
 
