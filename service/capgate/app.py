@@ -101,7 +101,5 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
         new_id=new_id,
         reservation_ttl_seconds=budget.reservation_ttl_seconds,
     )
-    settler = Settler(
-        budgets=budget_store, events=events, metrics=metrics, clock=clock, new_id=new_id
-    )
+    settler = Settler(budgets=budget_store, events=events, metrics=metrics, new_id=new_id)
     return App(settings, metrics, policy, budget_store, events, pipeline, settler)

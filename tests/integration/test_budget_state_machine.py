@@ -1,6 +1,11 @@
 """Property test: under any interleaving of authorize, retry, settle and expiry, the
-budget in real Redis equals a simple model, spent + reserved never exceeds the limit,
-and no counter goes negative.
+budget in real Redis equals a simple model, no counter goes negative, and spent +
+reserved never exceeds the limit except by recorded overruns.
+
+Actual costs here never exceed their estimates, so the only overrun is a late
+settlement: a reservation released by its TTL, its budget given to other calls, and
+then its call reported SUCCEEDED after all. That cost was really spent; capgate records
+it (as an overrun) rather than hiding it, and admits nothing more until it fits.
 
 Expiry is driven, not waited for: the ``expire`` rule moves a reservation's expiry
 into the past (its score in the tenant's zset), exactly what the passing of its TTL
@@ -54,6 +59,7 @@ class Model:
     spent: int = 0
     reserved: int = 0
     calls: int = 0
+    overrun: int = 0  # cost committed by settlements of already-released reservations
     due: list[Held] = field(default_factory=list)
 
     def release_due(self) -> None:
@@ -134,7 +140,10 @@ class BudgetMachine(RuleBasedStateMachine):
         if not (was_due or held.expired):
             m.reserved -= held.estimate
         if outcome in (Outcome.SUCCEEDED, Outcome.REVERTED):
-            m.spent += actual.usd_micros if actual else held.estimate
+            cost = actual.usd_micros if actual else held.estimate
+            m.spent += cost
+            if was_due or held.expired:
+                m.overrun += cost
         if outcome is Outcome.ABANDONED:
             m.calls -= 1
 
@@ -156,7 +165,8 @@ class BudgetMachine(RuleBasedStateMachine):
         spent, reserved = usage.get("spent_usd_micros", 0), usage.get("reserved_usd_micros", 0)
         calls = usage.get("calls", 0)
         assert min(spent, reserved, calls) >= 0, usage
-        assert spent + reserved <= LIMIT_USD and calls <= LIMIT_CALLS, usage
+        assert spent + reserved <= LIMIT_USD + self.model.overrun, usage
+        assert calls <= LIMIT_CALLS, usage
         # expired-but-not-yet-released reservations are still held in Redis
         m = self.model
         assert (spent, reserved, calls) == (m.spent, m.reserved, m.calls), (usage, m)
@@ -170,7 +180,7 @@ def test_budget_state_machine(redis_server: RedisServer) -> None:
     run_state_machine_as_test(
         lambda: BudgetMachine(redis_server.url),
         settings=settings(
-            max_examples=60,
+            max_examples=200,
             stateful_step_count=40,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],

@@ -390,3 +390,38 @@ async def _redis_time(redis: Redis | RedisCluster, tenant_id: str) -> tuple[int,
     """Redis TIME on the node that owns ``tenant_id``'s slot."""
     reply: Any = await redis.eval("return redis.call('TIME')", 1, keys.reservations_key(tenant_id))
     return int(reply[0]), int(reply[1])
+
+
+async def test_budgets_sharing_a_key_count_each_call_once(store: RedisBudgetStore) -> None:
+    """A spend limit and a call limit on the same scope and window are one counter."""
+    t = tenant()
+    calls = BudgetSpec(BudgetScope.TENANT, BudgetWindow.MONTH, limit_calls=2)
+    both = (TENANT_MONTH, calls)
+    reserved = admission(t, budgets=both)
+    results = [await store.admit(reserved), await store.admit(admission(t, budgets=both))]
+    assert results[1].usage == ((2, 0, 200, 0, 0), (2, 0, 200, 0, 0))
+    third = await store.admit(admission(t, budgets=both))
+    assert third.overrun is not None and third.overrun.budget == calls
+    settled = await store.settle(
+        tenant_id=t, decision_id=reserved.decision_id, outcome=Outcome.ABANDONED, actual=None
+    )
+    assert settled.usage == ((1, 0, 100, 0, 0), (1, 0, 100, 0, 0))
+
+
+async def test_settle_releases_expired_reservations_first_and_says_how_many(
+    store: RedisBudgetStore,
+) -> None:
+    t = tenant()
+    await store.admit(admission(t, ttl=1))
+    kept = admission(t)
+    await store.admit(kept)
+    await asyncio.sleep(1.1)
+    settled = await store.settle(
+        tenant_id=t, decision_id=kept.decision_id, outcome=Outcome.SUCCEEDED, actual=None
+    )
+    assert settled.released == 1
+    assert settled.usage == ((2, 100, 0, 0, 0),)
+    again = await store.settle(
+        tenant_id=t, decision_id=kept.decision_id, outcome=Outcome.SUCCEEDED, actual=None
+    )
+    assert again.settled_at == settled.settled_at  # the first settlement's time

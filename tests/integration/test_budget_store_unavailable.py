@@ -96,3 +96,19 @@ async def test_paused_redis_denies_then_recovers(tmp_path: Path) -> None:
     assert [d[1] for d in during] == [("BUDGET_STORE_UNAVAILABLE",)] * 3
     assert all(d[2] < 0.1 for d in during)
     assert [d[0] for d in after] == ["ALLOW"] * 3
+
+
+async def test_a_policy_deny_keeps_its_reasons_when_redis_is_down(
+    closed_port: int, tmp_path: Path
+) -> None:
+    """With an idempotency key the DENY would be recorded in Redis; it still stands as
+    the policy's DENY, not as BUDGET_STORE_UNAVAILABLE."""
+    async for running in _capgate_on(f"redis://127.0.0.1:{closed_port}/0", tmp_path):
+        result = await running.client.authorize(
+            **ALLOWED_REFUND | {"parameters": {"amount_usd": 500}},
+            run_id="r",
+            idempotency_key=str(uuid.uuid4()),
+        )
+        event = running.events()[-1]
+    assert (result.effect, result.reason_codes) == ("DENY", ("AMOUNT_OVER_LIMIT",))
+    assert "budget store" in event["error"]

@@ -8,8 +8,15 @@ from typing import Any
 
 import pytest
 
-from capgate.decision.model import AuthorizeRequest, Cost, Principal
-from capgate.decision.validate import MAX_REQUEST_BYTES, validate_request
+from capgate.decision.model import (
+    AuthorizeRequest,
+    Change,
+    Cost,
+    Outcome,
+    Principal,
+    SettleRequest,
+)
+from capgate.decision.validate import MAX_REQUEST_BYTES, validate_request, validate_settle
 from capgate.errors import InvalidArgument
 
 
@@ -158,3 +165,33 @@ def test_message_carries_field_and_description(request_: AuthorizeRequest, fragm
     with pytest.raises(InvalidArgument) as info:
         validate_request(request_)
     assert fragment in str(info.value)
+
+
+def _settle(**changes: Any) -> SettleRequest:
+    base = SettleRequest(tenant_id="acme", decision_id="d1", outcome=Outcome.SUCCEEDED)
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.mark.parametrize(
+    ("request_", "expected_fields"),
+    [
+        (_settle(), set()),
+        (_settle(actual_cost=Cost(0, 0)), set()),
+        (_settle(tenant_id="", decision_id=""), {"tenant_id", "decision_id"}),
+        (_settle(outcome=None), {"outcome"}),
+        (_settle(actual_cost=Cost(-1, -2)), {"actual_cost.usd_micros", "actual_cost.tokens"}),
+        (
+            _settle(changes=(Change("order/1", "total", math.nan, {"x": math.inf}),)),
+            {"changes.0.before", "changes.0.after.x"},
+        ),
+        (_settle(result={"r": -math.inf}), {"result.r"}),
+        (_settle(size_bytes=MAX_REQUEST_BYTES + 1), {"request"}),
+    ],
+)
+def test_settle_rules_name_their_fields(request_: SettleRequest, expected_fields: set[str]) -> None:
+    if not expected_fields:
+        validate_settle(request_)
+        return
+    with pytest.raises(InvalidArgument) as raised:
+        validate_settle(request_)
+    assert {field for field, _ in raised.value.violations} == expected_fields

@@ -14,6 +14,14 @@ from capgate.v1 import authorization_service_pb2 as api
 from capgate.v1 import types_pb2 as types
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# Budget windows in the policy's own vocabulary (bundle data and decision log).
+WINDOWS = {
+    types.BUDGET_WINDOW_RUN: "run",
+    types.BUDGET_WINDOW_MINUTE: "1m",
+    types.BUDGET_WINDOW_HOUR: "1h",
+    types.BUDGET_WINDOW_DAY: "1d",
+    types.BUDGET_WINDOW_MONTH: "30d",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +32,8 @@ class Reason:
 
 @dataclass(frozen=True, slots=True)
 class BudgetUsage:
-    """One budget after the decision. ``scope``: "run", "tenant", ...; money in micro-dollars.
+    """One budget after the decision. ``scope``: "run", "tenant", "principal",
+    "capability"; ``window``: "run", "1m", "1h", "1d", "30d"; money in micro-dollars.
 
     A ``limit_*`` of ``None`` is not enforced.
     """
@@ -105,7 +114,7 @@ class SettleResult:
 def _budget_usage(b: types.BudgetStatus) -> BudgetUsage:
     return BudgetUsage(
         scope=types.BudgetScope.Name(b.scope).removeprefix("BUDGET_SCOPE_").lower(),
-        window=types.BudgetWindow.Name(b.window).removeprefix("BUDGET_WINDOW_").lower(),
+        window=WINDOWS.get(b.window, ""),
         limit_usd_micros=_optional(b, "limit_usd_micros"),
         reserved_usd_micros=b.reserved_usd_micros,
         spent_usd_micros=b.spent_usd_micros,

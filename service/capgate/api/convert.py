@@ -121,6 +121,7 @@ def settle_request(message: api.SettleRequest) -> SettleRequest:
             Change(c.resource, c.field, _value(c.before), _value(c.after)) for c in message.changes
         ),
         result=struct_to_dict(message.result),
+        size_bytes=message.ByteSize(),
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
 
@@ -153,14 +154,14 @@ class RedisBudgetStore:
             actual.tokens if actual else 0,
         ]
         reply = await self._call(self._settle, key_list, args)
-        kind = _text(reply[0])
+        kind, released = _text(reply[0]), int(reply[1])
         if kind == "missing":
             raise ReservationNotFound(f"decision {decision_id} holds no reservation in this tenant")
         if kind == "settled":
-            if _text(reply[1]) != outcome.value:
-                raise SettlementConflict(decision_id, _text(reply[1]))
-            return _settle_result(_text(reply[2]), _text(reply[3]), repeated=True)
-        return _settle_result(_text(reply[1]), _text(reply[2]), repeated=False)
+            if _text(reply[2]) != outcome.value:
+                raise SettlementConflict(decision_id, _text(reply[2]))
+            return _settle_result(_text(reply[3]), _text(reply[4]), released, repeated=True)
+        return _settle_result(_text(reply[2]), _text(reply[3]), released, repeated=False)
 
     async def connect(self, timeout_seconds: float = 2.0) -> None:
         """Open a first connection and load the scripts, outside any decision's deadline.
@@ -240,15 +241,15 @@ def _usage(values: Sequence[Any]) -> tuple[Usage, ...]:
     )
 
 
-def _settle_result(metadata: str, summary: str, *, repeated: bool) -> SettleResult:
-    state, committed_usd, committed_tokens, estimated_usd, estimated_tokens, *usage = summary.split(
-        ","
-    )
+def _settle_result(metadata: str, summary: str, released: int, *, repeated: bool) -> SettleResult:
+    state, usd, tokens, estimated_usd, estimated_tokens, micros, *usage = summary.split(",")
     return SettleResult(
         metadata=metadata,
         previous_state=state,
-        committed=Cost(int(committed_usd), int(committed_tokens)),
+        committed=Cost(int(usd), int(tokens)),
         estimated=Cost(int(estimated_usd), int(estimated_tokens)),
         usage=_usage(usage),
+        settled_at=datetime.fromtimestamp(int(micros) / 1e6, UTC),
         repeated=repeated,
+        released=released,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal, Protocol
 
@@ -105,14 +106,18 @@ class AdmissionResult:
 @dataclass(frozen=True, slots=True)
 class SettleResult:
     """``previous_state``: ``reserved``, or ``expired`` (its TTL had released it);
-    ``repeated``: this outcome was recorded before and nothing changed now."""
+    ``settled_at``: when it was first settled (Redis TIME); ``repeated``: this outcome
+    was recorded before and nothing changed now; ``released``: expired reservations of
+    the tenant this call released."""
 
     metadata: str
     previous_state: str
     committed: Cost
     estimated: Cost
     usage: tuple[Usage, ...]
+    settled_at: datetime
     repeated: bool
+    released: int = 0
 
 
 class BudgetStore(Protocol):

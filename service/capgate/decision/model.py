@@ -211,7 +211,8 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class SettleRequest:
-    """One Settle call. ``actual_cost`` ``None`` commits the estimate."""
+    """One Settle call. ``actual_cost`` ``None`` commits the estimate; ``size_bytes`` is
+    the serialized request size."""
 
     tenant_id: str
     decision_id: str
@@ -219,6 +220,7 @@ class SettleRequest:
     actual_cost: Cost | None = None
     changes: tuple[Change, ...] = ()
     result: JSONObject = field(default_factory=dict)
+    size_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +228,8 @@ class Settlement:
     """What Settle answers, and what the settlement event records.
 
     ``committed`` is the cost added to spend (zero for FAILED and ABANDONED);
-    ``overrun_usd_micros`` is how far it went past the estimate (never negative);
+    ``overrun_usd_micros`` is how far it went past what was held: past the estimate, or
+    all of it when the reservation had expired first (never negative);
     ``expired_first`` is true when the reservation had already been released by its
     TTL; ``repeated`` when this decision was settled before with the same outcome.
     """

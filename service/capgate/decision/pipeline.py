@@ -163,7 +163,9 @@ class Pipeline:
         reservation for Settle), and the idempotency key replayed or recorded."""
         policy = outcome.policy
         allow = outcome.effect is Effect.ALLOW and not request.dry_run
-        idempotent = bool(request.idempotency_key) and not request.dry_run
+        # Only decisions the policy made are recorded: a sidecar failure (no bundle, a
+        # policy error) must not be replayed once it has cleared.
+        idempotent = bool(request.idempotency_key) and not request.dry_run and policy is not None
         limited = policy is not None and outcome.effect is not Effect.DENY
         budgets = policy.budgets if limited and policy else ()
         rate_limits = policy.rate_limits if limited and policy else ()
@@ -204,7 +206,10 @@ class Pipeline:
             result = await self.budgets.admit(admission)
         except BudgetStoreUnavailable as exc:
             self.metrics.budget_store_errors.inc()
-            outcome.deny(reasons.BUDGET_STORE_UNAVAILABLE, str(exc))
+            if outcome.effect is Effect.DENY:  # only the key went unrecorded; the DENY stands
+                outcome.error = str(exc)
+            else:
+                outcome.deny(reasons.BUDGET_STORE_UNAVAILABLE, str(exc))
             return
         except IdempotencyConflict as exc:
             raise InvalidArgument(

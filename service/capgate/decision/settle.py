@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import structlog
 
 from capgate.budget.store import BudgetStore, budget_statuses
-from capgate.clock import Clock
 from capgate.decision.codec import decode_reservation
 from capgate.decision.model import Settlement, SettleRequest
 from capgate.decision.validate import validate_settle
+from capgate.errors import BudgetStoreUnavailable
 from capgate.events.event import settlement_event
 from capgate.events.sink import EventSink
 from capgate.observability.metrics import Metrics
@@ -33,7 +33,6 @@ class Settler:
     budgets: BudgetStore
     events: EventSink
     metrics: Metrics
-    clock: Clock
     new_id: Callable[[], str]
 
     async def settle(self, request: SettleRequest) -> Settlement:
@@ -48,14 +47,24 @@ class Settler:
         """
         validate_settle(request)
         assert request.outcome is not None  # validated
-        result = await self.budgets.settle(
-            tenant_id=request.tenant_id,
-            decision_id=request.decision_id,
-            outcome=request.outcome,
-            actual=request.actual_cost,
-        )
+        try:
+            result = await self.budgets.settle(
+                tenant_id=request.tenant_id,
+                decision_id=request.decision_id,
+                outcome=request.outcome,
+                actual=request.actual_cost,
+            )
+        except BudgetStoreUnavailable:
+            self.metrics.budget_store_errors.inc()
+            raise
+        if result.released:
+            self.metrics.reservations_expired.inc(result.released)
+            self.metrics.reservations_open.dec(result.released)
         info = decode_reservation(result.metadata)
-        overrun = max(0, result.committed.usd_micros - result.estimated.usd_micros)
+        expired_first = result.previous_state == "expired"
+        # A released reservation held nothing: all its committed cost is over the budget.
+        held = 0 if expired_first else result.estimated.usd_micros
+        overrun = max(0, result.committed.usd_micros - held)
         settlement = Settlement(
             decision_id=request.decision_id,
             outcome=request.outcome,
@@ -63,8 +72,8 @@ class Settler:
             committed=result.committed,
             overrun_usd_micros=overrun,
             budgets=budget_statuses(info.budgets, result.usage),
-            settled_at=self.clock.now(),
-            expired_first=result.previous_state == "expired",
+            settled_at=result.settled_at,
+            expired_first=expired_first,
             repeated=result.repeated,
         )
         if result.repeated:

@@ -66,9 +66,14 @@ def _check_value(path: str, value: Any, depth: int, out: list[tuple[str, str]]) 
 
 def validate_settle(request: SettleRequest) -> None:
     """Raise :class:`InvalidArgument` listing every violated rule of a Settle call:
-    ``tenant_id``, ``decision_id`` and ``outcome`` are required; ``actual_cost``
-    amounts are not negative."""
+    at most 1 MiB; ``tenant_id``, ``decision_id`` and ``outcome`` are required;
+    ``actual_cost`` amounts are not negative; ``changes`` and ``result`` hold only
+    finite numbers and nest at most 32 levels."""
     violations: list[tuple[str, str]] = []
+    if request.size_bytes > MAX_REQUEST_BYTES:
+        violations.append(
+            ("request", f"is {request.size_bytes} bytes; the limit is {MAX_REQUEST_BYTES}")
+        )
     if not request.tenant_id:
         violations.append(("tenant_id", "is required"))
     if not request.decision_id:
@@ -80,6 +85,9 @@ def validate_settle(request: SettleRequest) -> None:
             violations.append(("actual_cost.usd_micros", "must not be negative"))
         if request.actual_cost.tokens < 0:
             violations.append(("actual_cost.tokens", "must not be negative"))
+    for i, change in enumerate(request.changes):
+        _check_value(f"changes.{i}.before", change.before, 1, violations)
+        _check_value(f"changes.{i}.after", change.after, 1, violations)
     _check_value("result", request.result, 1, violations)
     if violations:
         raise InvalidArgument(violations)

@@ -47,7 +47,7 @@ class Metrics:
         )
         self.invalid_requests = Counter(
             "capgate_invalid_requests_total",
-            "Authorize calls refused as INVALID_ARGUMENT.",
+            "Authorize and Settle calls refused as INVALID_ARGUMENT.",
             registry=registry,
         )
         self.policy_errors = Counter(
@@ -57,7 +57,7 @@ class Metrics:
         )
         self.budget_store_errors = Counter(
             "capgate_budget_store_errors_total",
-            "Budget store calls that failed or timed out.",
+            "Budget store calls (Authorize and Settle) that failed or timed out.",
             registry=registry,
         )
         self.budget_denials = Counter(

@@ -90,14 +90,22 @@ end
 
 if consume then
   local record_ttl_s = reservation_ttl_s + 60
+  -- Two budgets of one scope and window (a spend limit and a call limit, say) share a
+  -- usage key: it is consumed once, and both report the same usage.
+  local held = {}
   for i = 1, nb do
     local u = usages[i]
-    add(keys[i], "calls", cost_calls)
-    add(keys[i], "reserved_usd_micros", cost_usd)
-    add(keys[i], "reserved_tokens", cost_tokens)
-    u[1], u[3], u[5] = u[1] + cost_calls, u[3] + cost_usd, u[5] + cost_tokens
-    redis.call("EXPIRE", keys[i], ttls[i])
-    record_ttl_s = math.max(record_ttl_s, ttls[i])
+    if not held[keys[i]] then
+      add(keys[i], "calls", cost_calls)
+      add(keys[i], "reserved_usd_micros", cost_usd)
+      add(keys[i], "reserved_tokens", cost_tokens)
+      u[1], u[3], u[5] = u[1] + cost_calls, u[3] + cost_usd, u[5] + cost_tokens
+      redis.call("EXPIRE", keys[i], ttls[i])
+      record_ttl_s = math.max(record_ttl_s, ttls[i])
+      held[keys[i]] = u
+    else
+      usages[i] = held[keys[i]]
+    end
   end
   for j = 1, nr do
     local bucket_ttl_ms = math.ceil((new_tats[j] - now_us) / 1000)

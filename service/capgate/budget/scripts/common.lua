@@ -9,7 +9,8 @@
 --   s  state: reserved | expired | succeeded | failed | reverted | abandoned
 --   u  estimated usd_micros, t estimated tokens, c calls (1)
 --   e  expiry, milliseconds since the epoch
---   k  the usage keys it holds, joined by "\n" (keys never contain a newline)
+--   k  the usage key of each budget, in budget order, joined by "\n" (keys never
+--      contain a newline; two budgets may share a key, which holds the call once)
 --   m  the sidecar's JSON metadata (budget specs, tenant, workflow, ...), opaque here
 --   o  settled outcome reply (after Settle), opaque here
 
@@ -80,6 +81,18 @@ local function split_lines(text)
   return out
 end
 
+-- The items of list, each once, in order.
+local function distinct(list)
+  local out, seen = {}, {}
+  for _, item in ipairs(list) do
+    if not seen[item] then
+      seen[item] = true
+      out[#out + 1] = item
+    end
+  end
+  return out
+end
+
 -- HINCRBY unless delta is 0 (Lua's -0 would format as "-0", which Redis refuses).
 local function add(key, field, delta)
   if delta ~= 0 then redis.call("HINCRBY", key, field, delta) end
@@ -94,7 +107,7 @@ local function purge_expired(zset, now_ms)
   for _, record in ipairs(due) do
     local r = redis.call("HMGET", record, "s", "u", "t", "k")
     if r[1] == "reserved" then
-      for _, key in ipairs(split_lines(r[4])) do
+      for _, key in ipairs(distinct(split_lines(r[4]))) do
         if redis.call("EXISTS", key) == 1 then
           add(key, "reserved_usd_micros", -tonumber(r[2]))
           add(key, "reserved_tokens", -tonumber(r[3]))
