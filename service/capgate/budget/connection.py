@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import structlog
 from redis.asyncio import Redis
@@ -57,6 +57,14 @@ def parse_redis_url(url: str) -> RedisTarget:
     if not sep:
         raise ValueError("must be a URL such as redis://host:6379/0")
     if scheme in ("redis", "rediss", "unix"):
+        if scheme != "unix":
+            parts = urlsplit(url)
+            try:
+                parts.port  # noqa: B018 - raises ValueError for a bad port
+            except ValueError as exc:
+                raise ValueError(f"{parts.netloc!r} has no valid port (1-65535)") from exc
+            if not parts.hostname:
+                raise ValueError("needs a host, e.g. redis://127.0.0.1:6379/0")
         return RedisTarget(url=url, mode="standalone", tls=scheme == "rediss")
     base, plus, mode = scheme.partition("+")
     if base not in ("redis", "rediss") or not plus or mode not in ("sentinel", "cluster"):
