@@ -392,3 +392,14 @@ def test_unreadable_file_in_directory_is_a_bundle_error(
     monkeypatch.setattr(Path, "read_bytes", denied)
     with pytest.raises(BundleError, match="unreadable"):
         load_bundle(root)
+
+
+def test_empty_tenants_lookup_is_added_without_touching_the_bundle() -> None:
+    from capgate.policy.embedded import with_empty_lookups
+
+    data = {"capgate": {"capabilities": {}}, "other": 1}
+    assert with_empty_lookups(data) == {"capgate": {"capabilities": {}, "tenants": {}}, "other": 1}
+    assert data == {"capgate": {"capabilities": {}}, "other": 1}
+    listed = {"capgate": {"tenants": {"acme": {}}}}
+    assert with_empty_lookups(listed) == listed
+    assert with_empty_lookups({"elsewhere": {}}) == {"elsewhere": {}}

@@ -4,16 +4,18 @@
 # description: |
 #   data.capgate.authz.decision is the policy result the sidecar reads
 #   (DESIGN §5): effect, reasons, obligations, approval, budgets,
-#   rate_limits, class, enforcement, log.mask. Precedence:
-#   deny > require_approval > allow. Bundles extend it without editing this
-#   file by defining data.capgate.custom.deny / .approval_reasons (sets of
-#   {code, message}).
+#   rate_limits, reservation_ttl_seconds (when set), class, enforcement,
+#   log.mask. Budgets, rate limits and the TTL come from capgate.lib.budgets.
+#   Precedence: deny > require_approval > allow. Bundles extend it without
+#   editing this file by defining data.capgate.custom.deny / .approval_reasons
+#   (sets of {code, message}).
 #
 #   Performance (rego-cpp, the sidecar's engine): reasons are built as arrays,
 #   not sets. rego-cpp builds sets of objects slowly (it serializes every
 #   element to compare it), and iterates them in a different order than OPA.
 package capgate.authz
 
+import data.capgate.lib.budgets
 import data.capgate.lib.capability
 import data.capgate.lib.workflow
 
@@ -109,13 +111,19 @@ approval := object.union(default_approval, capability.approval) if {
 	workflow.approval
 } else := default_approval
 
-decision := {
+# decision: the policy result. reservation_ttl_seconds is present only when
+# the capability or the workflow sets one.
+decision := object.union(result, {"reservation_ttl_seconds": ttl}) if {
+	ttl := budgets.reservation_ttl_seconds
+} else := result
+
+result := {
 	"effect": effect,
 	"reasons": reasons,
 	"obligations": array.concat(capability.obligations, workflow.obligations),
 	"approval": approval,
-	"budgets": workflow.budgets,
-	"rate_limits": [],
+	"budgets": budgets.budgets,
+	"rate_limits": budgets.rate_limits,
 	"class": capability.class,
 	"enforcement": capability.enforcement,
 	"log": {"mask": capability.mask},
