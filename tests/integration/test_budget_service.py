@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,12 +23,19 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio
+import yaml
 
 from capgate.budget import keys
 from capgate.local.redis_server import RedisServer
 from capgate.local.serve_process import ServeProcess
 from capgate_client import AsyncClient, InvalidRequestError
-from tests.conftest import RunningCapgate, start_capgate, write_bundle
+from tests.conftest import (
+    ALLOWED_REFUND,
+    DEFAULT_BUNDLE,
+    RunningCapgate,
+    start_capgate,
+    write_bundle,
+)
 from tests.redis_topology import RedisClusterNodes, RedisSentinelSet
 
 TEN_DOLLARS = 10_000_000
@@ -316,3 +324,42 @@ async def test_sentinel_url_follows_a_failover(budget_bundle: Path, tmp_path: Pa
     assert int(stored or 0) == allowed[-1].budgets[0].used_calls
     # the decisions' usage is the new primary's: they were counted where they survive
     assert allowed[-1].budgets[0].used_calls >= 40
+
+
+async def test_bundle_data_declares_tenant_and_capability_limits(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The rule library end to end: limits written in bundle data are enforced."""
+    bundle = Path(shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bundle"))
+    data = yaml.safe_load((bundle / "data.yaml").read_text())
+    tenant = f"data-{uuid.uuid4()}"
+    data["capgate"]["tenants"] = {
+        tenant: {"budgets": [{"scope": "tenant", "window": "1d", "limit_calls": 3}]}
+    }
+    data["capgate"]["capabilities"]["issue_refund"]["rate_limits"] = [
+        {"key": "principal+capability", "limit": 1, "period_seconds": 3600, "burst": 2}
+    ]
+    (bundle / "data.yaml").write_text(yaml.safe_dump(data))
+    async with start_capgate(
+        bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
+    ) as running:
+        results = [
+            await running.client.authorize(
+                **ALLOWED_REFUND | {"tenant_id": tenant, "principal_id": principal},
+                run_id=str(uuid.uuid4()),
+                idempotency_key=str(uuid.uuid4()),
+            )
+            for principal in ("a", "a", "a", "b", "c")
+        ]
+    assert [r.reason_codes for r in results] == [
+        (),
+        (),
+        ("RATE_LIMITED",),  # principal a's burst of 2 is spent
+        (),
+        ("CALL_LIMIT_EXCEEDED",),  # the tenant's 3 calls a day
+    ]
+    assert [(b.scope, b.window, b.used_calls) for b in results[3].budgets] == [
+        ("run", "run", 1),
+        ("tenant", "1d", 3),
+    ]
+    assert "tenant" in results[4].reasons[0].message
