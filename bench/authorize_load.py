@@ -54,6 +54,10 @@ P99_CEILING_MS = 10.0
 REQUIRED_RATES = (500, 1000)  # always measured: the issue's reference points
 RATES_TO_SEARCH = (100, 200, 300, 400, 500, 600, 750, 1000, 1250, 1500, 2000, 2500, 3000)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SCRIPT_COMMANDS = ("evalsha", "eval")
+# Commands capgate could send outside a script (none per decision, by design); the
+# benchmark's own INFO calls are subtracted.
+OUTSIDE_SCRIPT_COMMANDS = ("ping", "script|load", "info", "hello", "client|setinfo")
 # --budgets: limits far above what a run of this benchmark can use.
 BUDGET_DATA: dict[str, Any] = {
     "tenants": {
@@ -174,12 +178,16 @@ async def _step(
     offset: int,
 ) -> dict[str, Any]:
     cpu_before = sum(cpu_seconds(pid) for pid in pids)
-    commands_before = _commands(redis_client)
+    before = _command_calls(redis_client)
     step = await open_loop(stubs, rate, seconds, offset)
+    after = _command_calls(redis_client)
     decisions = max(step["requests"] - step["errors"], 1)
-    # minus 1: the INFO that read the "before" figure is counted in the "after" one
-    step["redis_round_trips_per_decision"] = round(
-        (_commands(redis_client) - commands_before - 1) / decisions, 3
+    delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+    scripts = sum(delta.get(name, 0) for name in SCRIPT_COMMANDS)
+    outside = sum(delta.get(name, 0) for name in OUTSIDE_SCRIPT_COMMANDS)
+    step["redis_round_trips_per_decision"] = round((scripts + outside) / decisions, 3)
+    step["redis_commands_inside_scripts_per_decision"] = round(
+        (sum(delta.values()) - scripts - outside) / decisions, 2
     )
     step["server_cpu_us_per_decision"] = round(
         (sum(cpu_seconds(pid) for pid in pids) - cpu_before) / max(step["requests"], 1) * 1e6, 1
@@ -188,8 +196,13 @@ async def _step(
     return step
 
 
-def _commands(client: redis.Redis) -> int:
-    return int(client.info("stats")["total_commands_processed"])
+def _command_calls(client: redis.Redis) -> dict[str, int]:
+    """Calls per command (INFO commandstats). Redis counts the commands a script runs
+    too, so round trips are the script calls plus the commands no script uses."""
+    stats = client.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    calls["info"] = calls.get("info", 0) - 1  # this INFO itself
+    return calls
 
 
 def _meets_ceiling(step: dict[str, Any]) -> bool:

@@ -1,25 +1,35 @@
 """The fingerprint of an Authorize request, for idempotency keys. Pure.
 
-SHA-256 (hex) over the RFC 8785 canonical JSON (JCS, https://www.rfc-editor.org/rfc/rfc8785)
-of every request field except ``idempotency_key`` itself. A retry of the same tool call
-has the same fingerprint; the same key on a different request does not.
+SHA-256 (hex) over canonical JSON of every request field except ``idempotency_key``
+(and the transport's ``size_bytes``): keys sorted, no whitespace, UTF-8, Python's
+shortest round-trip form for floats. A retry of the same tool call has the same
+fingerprint; the same key on a different request does not. (Not RFC 8785: the
+fingerprint is only ever compared with one this same code made, and the standard
+library's encoder is ~5x faster than a pure-Python JCS encoder on the hot path.)
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
-from typing import Any
-
-import rfc8785
+import json
 
 from capgate.decision.model import AuthorizeRequest
 
-_EXCLUDED = ("idempotency_key", "size_bytes")
-
 
 def request_fingerprint(request: AuthorizeRequest) -> str:
-    fields: dict[str, Any] = asdict(request)
-    for name in _EXCLUDED:
-        del fields[name]
-    return hashlib.sha256(rfc8785.dumps(fields)).hexdigest()
+    p, res, run, cost = request.principal, request.resource, request.run, request.estimated_cost
+    fields = [
+        request.tenant_id,
+        [p.id, p.on_behalf_of, p.delegation_chain, p.scopes, p.roles, p.attributes],
+        request.capability,
+        request.tool,
+        request.parameters,
+        [res.type, res.id, res.attributes],
+        [run.run_id, run.workflow, run.step, run.trace_id],
+        [cost.usd_micros, cost.tokens],
+        request.approval_id,
+        request.dry_run,
+        [[e.kind, e.uri, e.digest] for e in request.evidence],
+    ]
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
