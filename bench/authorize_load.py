@@ -183,6 +183,7 @@ async def _step(
     after = _command_calls(redis_client)
     decisions = max(step["requests"] - step["errors"], 1)
     delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+    delta["info"] -= 1  # the INFO that read ``before`` is counted in ``after``
     scripts = sum(delta.get(name, 0) for name in SCRIPT_COMMANDS)
     outside = sum(delta.get(name, 0) for name in OUTSIDE_SCRIPT_COMMANDS)
     step["redis_round_trips_per_decision"] = round((scripts + outside) / decisions, 3)
@@ -201,7 +202,6 @@ def _command_calls(client: redis.Redis) -> dict[str, int]:
     too, so round trips are the script calls plus the commands no script uses."""
     stats = client.info("commandstats")
     calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
-    calls["info"] = calls.get("info", 0) - 1  # this INFO itself
     return calls
 
 
