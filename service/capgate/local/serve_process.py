@@ -44,8 +44,10 @@ class ServeProcess:
         redis_url: str,
         listen: str = "127.0.0.1:0",
         decision_log: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> ServeProcess:
-        """Start ``capgate serve`` (metrics on a free port) without waiting for it."""
+        """Start ``capgate serve`` (metrics on a free port) without waiting for it.
+        ``env`` adds environment variables (``CAPGATE_*`` settings)."""
         args = [
             "--bundle",
             str(bundle),
@@ -58,18 +60,23 @@ class ServeProcess:
         ]
         if decision_log is not None:
             args += ["--decision-log", str(decision_log)]
-        return cls(args)
+        return cls(args, env=env)
 
     @classmethod
     def start(
-        cls, *, bundle: Path, redis_url: str, decision_log: Path | None = None
+        cls,
+        *,
+        bundle: Path,
+        redis_url: str,
+        decision_log: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> ServeProcess:
         """Launch on free ports and wait until the bundle is active.
 
         Raises:
             RuntimeError: the server exited, failed to activate its bundle, or timed out.
         """
-        server = cls.launch(bundle=bundle, redis_url=redis_url, decision_log=decision_log)
+        server = cls.launch(bundle=bundle, redis_url=redis_url, decision_log=decision_log, env=env)
         try:
             server.wait_for("bundle_activated")
         except RuntimeError:
