@@ -152,7 +152,9 @@ async def test_a_killed_server_leaks_nothing_its_reservation_expires(
     bundle = write_bundle(tmp_path / "bundle", budget_policy(reservation_ttl_seconds=1))
     tenant = f"killed-{uuid.uuid4()}"
     call = {**CALL, "tenant_id": tenant, "estimated_cost_usd_micros": 6 * 1_000_000}
-    doomed = ServeProcess.start(bundle=bundle, redis_url=redis_server.url)
+    doomed = ServeProcess.start(
+        bundle=bundle, redis_url=redis_server.url, env={"CAPGATE_BUDGET__DEADLINE_MS": "2000"}
+    )
     try:
         async with AsyncClient(doomed.target) as client:
             assert (await client.authorize(**call)).allowed
