@@ -19,7 +19,7 @@ from types import TracebackType
 
 import redis
 
-from capgate.local.redis_server import free_port
+from capgate.local.redis_server import free_port, server_args
 
 STARTUP_TIMEOUT_SECONDS = 15.0
 POLL_SECONDS = 0.05
@@ -193,16 +193,7 @@ class RedisClusterNodes:
                     str(processes.dir / f"nodes-{port}.conf"),
                     "--cluster-node-timeout",
                     "2000",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--dir",
-                    str(processes.dir),
+                    *server_args(port, str(processes.dir)),
                 ],
             )
             self.ports.append(port)
@@ -327,16 +318,7 @@ class RedisSentinelSet:
         process = processes.spawn(
             name,
             [
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(processes.dir),
+                *server_args(port, str(processes.dir)),
                 # Full syncs start at once, not after the default 5 s diskless delay.
                 "--repl-diskless-sync-delay",
                 "0",

@@ -26,6 +26,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_args(port: int, directory: str) -> list[str]:
+    """``redis-server`` flags for a private loopback server: ``port``, no persistence,
+    working files in ``directory``."""
+    return [
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        directory,
+    ]
+
+
 class RedisServer:
     """``with RedisServer() as redis: redis.url`` — a fresh server for the block."""
 
@@ -75,19 +92,7 @@ class RedisServer:
     def _launch(self, port: int) -> bool:
         self.port = port
         self._process = subprocess.Popen(
-            [
-                self._executable,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self._dir.name,
-            ],
+            [self._executable, *server_args(port, self._dir.name)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
