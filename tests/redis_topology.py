@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import redis
 
@@ -127,7 +128,45 @@ class _Processes:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class RedisClusterNodes:
+class _Topology:
+    """Start/stop and ``with`` for a topology: :meth:`_bring_up` starts its processes;
+    a failure part-way stops whatever already runs."""
+
+    _prefix = "capgate-redis-"
+
+    def __init__(self) -> None:
+        self._processes: _Processes | None = None
+
+    def start(self) -> Self:
+        self._processes = processes = _Processes(self._prefix)
+        try:
+            self._bring_up(processes)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _bring_up(self, processes: _Processes) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self._processes is not None:
+            self._processes.stop()
+            self._processes = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class RedisClusterNodes(_Topology):
     """``with RedisClusterNodes(primaries=3) as cluster: cluster.url`` — a sharded cluster.
 
     ``primaries`` masters, no replicas, all 16384 slots assigned, ``cluster_state:ok``
@@ -138,9 +177,9 @@ class RedisClusterNodes:
         """``primaries``: at least 3 (``redis-cli --cluster create`` needs 3 masters)."""
         if primaries < 3:
             raise ValueError("a Redis cluster needs at least 3 primaries")
+        super().__init__()
         self._primaries = primaries
         self._cli = _executable("redis-cli")
-        self._processes: _Processes | None = None
         self.ports: list[int] = []
 
     @property
@@ -152,26 +191,17 @@ class RedisClusterNodes:
         """``redis+cluster://127.0.0.1:p1,127.0.0.1:p2,...``"""
         return "redis+cluster://" + ",".join(f"{h}:{p}" for h, p in self.startup_nodes)
 
-    def start(self) -> RedisClusterNodes:
-        self._processes = processes = _Processes("capgate-redis-cluster-")
-        try:
-            self._start_nodes(processes)
-            self._create_cluster()
-            for port in self.ports:
-                _wait_for(
-                    f"cluster node {port} did not report cluster_state:ok",
-                    lambda port=port: self._cluster_info(port).get("cluster_state") == "ok",
-                    STARTUP_TIMEOUT_SECONDS,
-                )
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    _prefix = "capgate-redis-cluster-"
 
-    def stop(self) -> None:
-        if self._processes is not None:
-            self._processes.stop()
-            self._processes = None
+    def _bring_up(self, processes: _Processes) -> None:
+        self._start_nodes(processes)
+        self._create_cluster()
+        for port in self.ports:
+            _wait_for(
+                f"cluster node {port} did not report cluster_state:ok",
+                lambda port=port: self._cluster_info(port).get("cluster_state") == "ok",
+                STARTUP_TIMEOUT_SECONDS,
+            )
 
     def flush_scripts(self) -> None:
         """``SCRIPT FLUSH`` on every node: the next EVALSHA anywhere gets NOSCRIPT."""
@@ -226,19 +256,8 @@ class RedisClusterNodes:
         with _admin(port) as client:
             return {str(k): str(v) for k, v in client.cluster("INFO").items()}
 
-    def __enter__(self) -> RedisClusterNodes:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class RedisSentinelSet:
+class RedisSentinelSet(_Topology):
     """``with RedisSentinelSet() as redis: redis.url`` — primary, replica, one sentinel.
 
     Before the block starts the replica is in sync (``master_link_status:up``) and the
@@ -246,8 +265,8 @@ class RedisSentinelSet:
     """
 
     def __init__(self, service_name: str = SERVICE_NAME) -> None:
+        super().__init__()
         self.service_name = service_name
-        self._processes: _Processes | None = None
         self.primary_port = 0
         self.replica_port = 0
         self.sentinel_port = 0
@@ -257,33 +276,24 @@ class RedisSentinelSet:
         """``redis+sentinel://127.0.0.1:<sentinel port>/<service name>/0``"""
         return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{self.service_name}/0"
 
-    def start(self) -> RedisSentinelSet:
-        self._processes = processes = _Processes("capgate-redis-sentinel-")
-        try:
-            self.primary_port = self._start_server(processes, "primary", [])
-            self.replica_port = self._start_server(
-                processes, "replica", ["--replicaof", "127.0.0.1", str(self.primary_port)]
-            )
-            _wait_for(
-                f"replica {self.replica_port} did not sync from {self.primary_port}",
-                lambda: _info(self.replica_port, "replication").get("master_link_status") == "up",
-                STARTUP_TIMEOUT_SECONDS,
-            )
-            self._start_sentinel(processes)
-            _wait_for(
-                f"sentinel {self.sentinel_port} did not see master and replica",
-                self._sentinel_ready,
-                STARTUP_TIMEOUT_SECONDS,
-            )
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    _prefix = "capgate-redis-sentinel-"
 
-    def stop(self) -> None:
-        if self._processes is not None:
-            self._processes.stop()
-            self._processes = None
+    def _bring_up(self, processes: _Processes) -> None:
+        self.primary_port = self._start_server(processes, "primary", [])
+        self.replica_port = self._start_server(
+            processes, "replica", ["--replicaof", "127.0.0.1", str(self.primary_port)]
+        )
+        _wait_for(
+            f"replica {self.replica_port} did not sync from {self.primary_port}",
+            lambda: _info(self.replica_port, "replication").get("master_link_status") == "up",
+            STARTUP_TIMEOUT_SECONDS,
+        )
+        self._start_sentinel(processes)
+        _wait_for(
+            f"sentinel {self.sentinel_port} did not see master and replica",
+            self._sentinel_ready,
+            STARTUP_TIMEOUT_SECONDS,
+        )
 
     def master_address(self) -> tuple[str, int]:
         """What the sentinel says now: ``SENTINEL get-master-addr-by-name``."""
@@ -361,14 +371,3 @@ class RedisSentinelSet:
             for r in replicas
         )
         return bool(master_ok and replica_ok)
-
-    def __enter__(self) -> RedisSentinelSet:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -100,6 +101,18 @@ def _value(python: Any) -> struct_pb2.Value:
     return holder.fields["v"]
 
 
+@contextmanager
+def _invalid_request_errors() -> Iterator[None]:
+    """Turn an INVALID_ARGUMENT status into :class:`InvalidRequestError`; let other
+    ``grpc.RpcError`` (sync or asyncio) through."""
+    try:
+        yield
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INVALID_ARGUMENT:  # type: ignore[attr-defined]
+            raise InvalidRequestError.from_rpc_error(error) from error
+        raise
+
+
 class AsyncClient:
     """asyncio client: ``async with AsyncClient(target) as c: await c.authorize(...)``."""
 
@@ -113,26 +126,18 @@ class AsyncClient:
         return await self.authorize_message(build_request(**kwargs))
 
     async def authorize_message(self, request: api.AuthorizeRequest) -> AuthorizeResult:
-        try:
+        with _invalid_request_errors():
             response = await self._stub.Authorize(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidRequestError.from_rpc_error(error) from error
-            raise
         return AuthorizeResult.from_proto(response)
 
     async def settle(self, **kwargs: Any) -> SettleResult:
         """Arguments as :func:`build_settle_request`. Raises InvalidRequestError, or
         grpc.RpcError: NOT_FOUND (no reservation), FAILED_PRECONDITION (settled with
         another outcome), UNAVAILABLE (retry: Settle is idempotent)."""
-        try:
+        with _invalid_request_errors():
             response = await self._stub.Settle(
                 build_settle_request(**kwargs), timeout=self._timeout
             )
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidRequestError.from_rpc_error(error) from error
-            raise
         return SettleResult.from_proto(response)
 
     async def close(self) -> None:
@@ -163,22 +168,14 @@ class Client:
         return self.authorize_message(build_request(**kwargs))
 
     def authorize_message(self, request: api.AuthorizeRequest) -> AuthorizeResult:
-        try:
+        with _invalid_request_errors():
             response = self._stub.Authorize(request, timeout=self._timeout)
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:  # type: ignore[attr-defined]
-                raise InvalidRequestError.from_rpc_error(error) from error
-            raise
         return AuthorizeResult.from_proto(response)
 
     def settle(self, **kwargs: Any) -> SettleResult:
         """Arguments as :func:`build_settle_request`; errors as :meth:`AsyncClient.settle`."""
-        try:
+        with _invalid_request_errors():
             response = self._stub.Settle(build_settle_request(**kwargs), timeout=self._timeout)
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:  # type: ignore[attr-defined]
-                raise InvalidRequestError.from_rpc_error(error) from error
-            raise
         return SettleResult.from_proto(response)
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from redis.asyncio import Redis
@@ -228,15 +228,10 @@ def _text(value: bytes | str) -> str:
 
 
 def _usage(values: Sequence[Any]) -> tuple[Usage, ...]:
+    """Flat script values, 5 per budget (USAGE_FIELDS order), as one :data:`Usage` each."""
     numbers = [int(v) for v in values]
     return tuple(
-        (
-            numbers[i],
-            numbers[i + 1],
-            numbers[i + 2],
-            numbers[i + 3],
-            numbers[i + 4],
-        )
+        cast(Usage, tuple(numbers[i : i + USAGE_FIELDS]))
         for i in range(0, len(numbers), USAGE_FIELDS)
     )
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-import structlog
-
 from capgate.budget.store import (
     Admission,
     AdmissionResult,
@@ -43,13 +41,11 @@ from capgate.decision.model import (
 from capgate.decision.validate import validate_request
 from capgate.errors import BudgetStoreUnavailable, IdempotencyConflict, InvalidArgument, PolicyError
 from capgate.events.event import decision_event
-from capgate.events.sink import EventSink
+from capgate.events.sink import EventSink, emit_counted
 from capgate.identity.insecure import InsecureIdentity
 from capgate.observability.metrics import Metrics
 from capgate.policy.active import ActivePolicy
 from capgate.policy.input import build_input
-
-log = structlog.get_logger("capgate")
 
 _UNIT_REASONS = {
     "calls": reasons.CALL_LIMIT_EXCEEDED,
@@ -116,8 +112,7 @@ class Pipeline:
         policy_started = self.clock.monotonic()
         outcome = self._evaluate_policy(input_document)
         outcome.latency_ms["policy"] = (self.clock.monotonic() - policy_started) * 1000
-        proposed = self._decision(outcome, decision_id, decided_at)
-        await self._admit(request, outcome, proposed)
+        await self._admit(request, outcome, decision_id, decided_at)
         outcome.latency_ms["total"] = (self.clock.monotonic() - started) * 1000
         decision = outcome.replayed or self._decision(outcome, decision_id, decided_at)
         event = decision_event(
@@ -131,7 +126,7 @@ class Pipeline:
             mask=outcome.policy.mask if outcome.policy else (),
             replayed=outcome.replayed is not None,
         )
-        self._emit(event, decision.decision_id)
+        emit_counted(self.events, event, self.metrics.decision_log_errors)
         self._observe(decision, outcome)
         return decision
 
@@ -156,7 +151,11 @@ class Pipeline:
         return outcome
 
     async def _admit(
-        self, request: AuthorizeRequest, outcome: _Outcome, proposed: Decision
+        self,
+        request: AuthorizeRequest,
+        outcome: _Outcome,
+        decision_id: str,
+        decided_at: datetime,
     ) -> None:
         """Admit the decision in the budget store, in one round trip: rate limits and
         budgets checked (and consumed by a non-dry-run ALLOW, which also records a
@@ -166,9 +165,10 @@ class Pipeline:
         # Only decisions the policy made are recorded: a sidecar failure (no bundle, a
         # policy error) must not be replayed once it has cleared.
         idempotent = bool(request.idempotency_key) and not request.dry_run and policy is not None
-        limited = policy is not None and outcome.effect is not Effect.DENY
-        budgets = policy.budgets if limited and policy else ()
-        rate_limits = policy.rate_limits if limited and policy else ()
+        budgets: Sequence[BudgetSpec] = ()
+        rate_limits: Sequence[RateLimitSpec] = ()
+        if policy is not None and outcome.effect is not Effect.DENY:
+            budgets, rate_limits = policy.budgets, policy.rate_limits
         if not (allow or idempotent or budgets or rate_limits):
             return
         if not request.run.run_id and _counts_runs(budgets, rate_limits):
@@ -181,7 +181,7 @@ class Pipeline:
         ttl = (policy.reservation_ttl_seconds if policy else None) or self.reservation_ttl_seconds
         admission = Admission(
             tenant_id=request.tenant_id,
-            decision_id=proposed.decision_id,
+            decision_id=decision_id,
             subjects=Subjects(
                 request.principal.id, request.capability, request.tool, request.run.run_id
             ),
@@ -195,7 +195,8 @@ class Pipeline:
                 Idempotency(
                     request.idempotency_key,
                     request_fingerprint(request),
-                    encode_decision(proposed, budgets),
+                    # recorded as the policy made it; a refusal below is not recorded
+                    encode_decision(self._decision(outcome, decision_id, decided_at), budgets),
                 )
                 if idempotent
                 else None
@@ -238,9 +239,7 @@ class Pipeline:
 
     def _count_admission(self, result: AdmissionResult) -> None:
         metrics = self.metrics
-        if result.released:
-            metrics.reservations_expired.inc(result.released)
-            metrics.reservations_open.dec(result.released)
+        metrics.reservations_released(result.released)
         if result.overrun is not None:
             code = _UNIT_REASONS[result.overrun.unit]
             metrics.budget_denials.labels(result.overrun.budget.scope.value, code).inc()
@@ -248,13 +247,6 @@ class Pipeline:
             metrics.budget_denials.labels("rate_limit", reasons.RATE_LIMITED).inc()
         elif result.verdict is Verdict.REPLAYED:
             metrics.idempotent_replays.inc()
-
-    def _emit(self, event: dict[str, Any], decision_id: str) -> None:
-        try:
-            self.events.emit(event)
-        except OSError as exc:  # the decision stands; the loss is counted and logged
-            self.metrics.decision_log_errors.inc()
-            log.error("decision_log_write_failed", decision_id=decision_id, error=str(exc))
 
     def _decision(self, outcome: _Outcome, decision_id: str, decided_at: datetime) -> Decision:
         policy = outcome.policy

@@ -14,18 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
-
 from capgate.budget.store import BudgetStore, budget_statuses
 from capgate.decision.codec import decode_reservation
 from capgate.decision.model import Settlement, SettleRequest
 from capgate.decision.validate import validate_settle
 from capgate.errors import BudgetStoreUnavailable
 from capgate.events.event import settlement_event
-from capgate.events.sink import EventSink
+from capgate.events.sink import EventSink, emit_counted
 from capgate.observability.metrics import Metrics
-
-log = structlog.get_logger("capgate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +53,7 @@ class Settler:
         except BudgetStoreUnavailable:
             self.metrics.budget_store_errors.inc()
             raise
-        if result.released:
-            self.metrics.reservations_expired.inc(result.released)
-            self.metrics.reservations_open.dec(result.released)
+        self.metrics.reservations_released(result.released)
         info = decode_reservation(result.metadata)
         expired_first = result.previous_state == "expired"
         # A released reservation held nothing: all its committed cost is over the budget.
@@ -92,9 +86,5 @@ class Settler:
         event = settlement_event(
             event_id=self.new_id(), request=request, settlement=settlement, reservation=info
         )
-        try:
-            self.events.emit(event)
-        except OSError as exc:
-            metrics.decision_log_errors.inc()
-            log.error("decision_log_write_failed", decision_id=request.decision_id, error=str(exc))
+        emit_counted(self.events, event, metrics.decision_log_errors)
         return settlement

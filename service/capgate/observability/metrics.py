@@ -123,3 +123,9 @@ class Metrics:
             "Bundles that failed to load or compile.",
             registry=registry,
         )
+
+    def reservations_released(self, count: int) -> None:
+        """``count`` reservations released by their TTL (seen by Authorize or Settle)."""
+        if count:
+            self.reservations_expired.inc(count)
+            self.reservations_open.dec(count)

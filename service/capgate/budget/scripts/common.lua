@@ -26,9 +26,7 @@ local function now_micros()
   return tonumber(t[1]) * 1000000 + tonumber(t[2]), tonumber(t[1])
 end
 
-local function floor(x)
-  return math.floor(x)
-end
+local floor = math.floor
 
 -- Civil date <-> days since 1970-01-01 (H. Hinnant, "chrono-Compatible Low-Level
 -- Date Algorithms", proleptic Gregorian, UTC).
