@@ -51,8 +51,10 @@ class RunningCapgate:
     decision_log: Path
     client: AsyncClient
 
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.decision_log.read_text().splitlines()]
+    def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        """The decision log's events, all or those of ``event_type``."""
+        events = [json.loads(line) for line in self.decision_log.read_text().splitlines()]
+        return [e for e in events if event_type is None or e["event_type"] == event_type]
 
     def event_for(self, decision_id: str) -> dict[str, Any]:
         matches = [

@@ -333,3 +333,197 @@ test_custom_reasons_after_library_reasons if {
 		with data.capgate.custom.deny as {{"code": "A_CUSTOM", "message": "m"}, {"code": "TOOL_NOT_COVERED", "message": "this tool is not covered by the capability"}}
 	[r.code | some r in d.reasons] == ["TOOL_NOT_COVERED", "A_CUSTOM"]
 }
+
+# Human approvals: input.approval, set by the sidecar once it has verified an
+# approval, meets the policy's own current requirement (`approved`): the call
+# is allowed with no reasons. Deny still wins.
+
+# The default bundle's approval settings: one refund-approver for a refund,
+# two release-managers for a deploy (the two-person rule).
+approval_capabilities := object.union(capabilities, {
+	"issue_refund": {"approval": {"min_approvals": 1}},
+	"deploy_service": {"approval": {"approver_roles": ["release-manager"], "min_approvals": 2}},
+})
+
+refund_60 := refund_with("parameters", {"amount_usd": 60})
+
+deploy_staging := deploy
+
+deploy_production := object.union(object.remove(deploy, ["parameters"]), {"parameters": {"environment": "production"}})
+
+# approval_fact(approvers): input.approval as the sidecar sets it.
+approval_fact(approvers) := {
+	"approval_id": "0193a0b0-0000-7000-8000-000000000001",
+	"state": "approved",
+	"approvers": approvers,
+	"approver_roles": ["refund-approver"],
+	"min_approvals": 1,
+}
+
+bob := {"principal_id": "bob", "roles": ["refund-approver"]}
+
+carol := {"principal_id": "carol", "roles": ["release-manager"]}
+
+dave := {"principal_id": "dave", "roles": ["sre", "release-manager"]}
+
+# with_approval(req, approvers): req carrying an approved approval by approvers.
+with_approval(req, approvers) := object.union(req, {"approval": approval_fact(approvers)})
+
+decide_approving(req) := d if {
+	d := authz.decision with input as req
+		with data.capgate.capabilities as approval_capabilities
+		with data.capgate.workflows as workflows
+}
+
+test_approval_refund_without_approval_requires_one if {
+	d := decide_approving(refund_60)
+	d.effect == "require_approval"
+	codes(d) == {"REFUND_OVER_APPROVAL_THRESHOLD"}
+	d.approval == {"approver_roles": ["refund-approver"], "min_approvals": 1, "ttl_seconds": 900}
+}
+
+test_approval_by_refund_approver_allows if {
+	d := decide_approving(with_approval(refund_60, [bob]))
+	d.effect == "allow"
+	d.reasons == []
+}
+
+test_approval_result_shape_unchanged if {
+	decide_approving(with_approval(refund_60, [bob])) == {
+		"effect": "allow",
+		"reasons": [],
+		"obligations": [{"type": "audit", "parameters": {"log_payload": true, "retention_days": 365}}],
+		"approval": {"approver_roles": ["refund-approver"], "min_approvals": 1, "ttl_seconds": 900},
+		"budgets": [],
+		"rate_limits": [],
+		"class": "write",
+		"enforcement": "enforce",
+		"log": {"mask": []},
+	}
+}
+
+test_approval_approvers_lacking_the_role_do_not_count if {
+	d := decide_approving(with_approval(refund_60, [
+		{"principal_id": "eve", "roles": ["support-lead"]},
+		{"principal_id": "mallory"},
+	]))
+	d.effect == "require_approval"
+	codes(d) == {"REFUND_OVER_APPROVAL_THRESHOLD"}
+}
+
+test_approval_deploy_one_release_manager_is_not_enough if {
+	d := decide_approving(with_approval(deploy_staging, [carol]))
+	d.effect == "require_approval"
+	codes(d) == {"APPROVAL_REQUIRED"}
+	d.approval == {"approver_roles": ["release-manager"], "min_approvals": 2, "ttl_seconds": 900}
+}
+
+test_approval_deploy_two_release_managers_allow if {
+	d := decide_approving(with_approval(deploy_staging, [carol, dave]))
+	d.effect == "allow"
+	d.reasons == []
+}
+
+test_approval_same_approver_listed_twice_counts_once if {
+	d := decide_approving(with_approval(deploy_staging, [carol, {"principal_id": "carol", "roles": ["release-manager", "sre"]}]))
+	d.effect == "require_approval"
+	codes(d) == {"APPROVAL_REQUIRED"}
+}
+
+test_approval_only_approvers_with_the_role_count_towards_the_minimum if {
+	d := decide_approving(with_approval(deploy_staging, [carol, bob]))
+	d.effect == "require_approval"
+}
+
+test_approval_not_in_state_approved_requires_approval if {
+	every state in ["pending", "rejected", "expired", "consumed", "APPROVED", ""] {
+		d := decide_approving(object.union(with_approval(refund_60, [bob]), {"approval": {"state": state}}))
+		d.effect == "require_approval"
+		codes(d) == {"REFUND_OVER_APPROVAL_THRESHOLD"}
+	}
+}
+
+test_approval_without_state_requires_approval if {
+	d := decide_approving(object.union(refund_60, {"approval": object.remove(approval_fact([bob]), ["state"])}))
+	d.effect == "require_approval"
+}
+
+test_approval_deny_wins_over_refund_approval if {
+	d := decide_approving(with_approval(refund_with("parameters", {"amount_usd": 250}), [bob]))
+	d.effect == "deny"
+	codes(d) == {"AMOUNT_OVER_LIMIT"}
+}
+
+test_approval_deny_wins_over_deploy_approval if {
+	d := decide_approving(with_approval(deploy_production, [carol, dave]))
+	d.effect == "deny"
+	codes(d) == {"ENVIRONMENT_NOT_ALLOWED"}
+}
+
+test_approval_custom_deny_wins if {
+	d := authz.decision with input as with_approval(refund_60, [bob])
+		with data.capgate.capabilities as approval_capabilities
+		with data.capgate.custom.deny as {{"code": "TENANT_FROZEN", "message": "frozen"}}
+	d.effect == "deny"
+	d.reasons == [{"code": "TENANT_FROZEN", "message": "frozen"}]
+}
+
+test_approval_covers_custom_approval_reasons if {
+	d := authz.decision with input as with_approval(refund, [bob])
+		with data.capgate.capabilities as approval_capabilities
+		with data.capgate.custom.approval_reasons as {{"code": "AFTER_HOURS", "message": "m"}}
+	d.effect == "allow"
+	d.reasons == []
+}
+
+test_approval_policy_minimum_wins_over_the_record if {
+	# The inline issue_refund wants two refund-approvers; the record says one.
+	d := decide(with_approval(refund_60, [bob]))
+	d.effect == "require_approval"
+	d.approval.min_approvals == 2
+	decide(with_approval(refund_60, [bob, {"principal_id": "erin", "roles": ["refund-approver"]}])).effect == "allow"
+}
+
+test_approval_policy_roles_win_over_the_record if {
+	# The record names role "viewer"; the policy wants a refund-approver.
+	fact := object.union(approval_fact([{"principal_id": "vic", "roles": ["viewer"]}]), {"approver_roles": ["viewer"]})
+	d := decide_approving(object.union(refund_60, {"approval": fact}))
+	d.effect == "require_approval"
+}
+
+test_approval_workflow_requirement_when_capability_has_none if {
+	# deploy_service in the inline data has no approval: the workflow's applies.
+	req := object.union(deploy, {"run": {"run_id": "run-1", "workflow": "refund_request"}})
+	decide(with_approval(req, [{"principal_id": "lead", "roles": ["support-lead"]}])).effect == "allow"
+	decide(with_approval(req, [bob])).effect == "require_approval"
+}
+
+test_approval_on_a_call_needing_none_changes_nothing if {
+	d := decide_approving(with_approval(refund, [bob]))
+	d.effect == "allow"
+	d.reasons == []
+}
+
+test_approval_with_no_approvers_is_not_approved if {
+	req := with_approval(refund_60, [])
+	not authz.approved with input as req with data.capgate.capabilities as approval_capabilities
+	decide_approving(req).effect == "require_approval"
+	decide_approving(object.union(refund_60, {"approval": object.remove(approval_fact([bob]), ["approvers"])})).effect == "require_approval"
+}
+
+test_approval_approver_without_principal_id_does_not_count if {
+	d := decide_approving(with_approval(refund_60, [{"roles": ["refund-approver"]}, {"principal_id": "", "roles": ["refund-approver"]}]))
+	d.effect == "require_approval"
+}
+
+test_approval_zero_min_approvals_still_needs_an_approver if {
+	caps := object.union(capabilities, {"issue_refund": {"approval": {"min_approvals": 0}}})
+	d := authz.decision with input as with_approval(refund_60, [{"principal_id": "eve", "roles": ["support-lead"]}])
+		with data.capgate.capabilities as caps
+	d.effect == "require_approval"
+}
+
+test_approved_rule if {
+	authz.approved with input as with_approval(refund_60, [bob]) with data.capgate.capabilities as approval_capabilities
+	not authz.approved with input as refund_60 with data.capgate.capabilities as approval_capabilities
+}

@@ -14,6 +14,12 @@ import uvloop
 from capgate.errors import ConfigError
 
 
+class IdentityMode(StrEnum):
+    INSECURE = "insecure"
+    JWT = "jwt"
+    MTLS = "mtls"
+
+
 class LogLevel(StrEnum):
     DEBUG = "debug"
     INFO = "info"
@@ -32,12 +38,19 @@ def _overrides(**flags: Any) -> dict[str, dict[str, Any]]:
         "listen": ("server", "listen"),
         "metrics_listen": ("server", "metrics_listen"),
         "decision_log": ("decision_log", "path"),
+        "identity": ("identity", "mode"),
+        "jwks": ("identity", "jwt", "jwks"),
+        "jwt_issuer": ("identity", "jwt", "issuer"),
+        "jwt_audience": ("identity", "jwt", "audience"),
     }
-    nested: dict[str, dict[str, Any]] = {}
+    nested: dict[str, Any] = {}
     for flag, value in flags.items():
         if value is not None:
-            section, key = sections[flag]
-            nested.setdefault(section, {})[key] = value
+            *path, key = sections[flag]
+            node = nested
+            for part in path:
+                node = node.setdefault(part, {})
+            node[key] = value
     return nested
 
 
@@ -54,9 +67,18 @@ def serve(
     ] = None,
     decision_log: Annotated[Path | None, typer.Option(help="JSONL decision log file")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file")] = None,
+    identity: Annotated[
+        IdentityMode | None,
+        typer.Option(help="how callers are identified [insecure: loopback/unix socket only]"),
+    ] = None,
+    jwks: Annotated[
+        str | None, typer.Option(help="JWKS (RFC 7517) file or https URL, for --identity jwt")
+    ] = None,
+    jwt_issuer: Annotated[str | None, typer.Option(help="required token iss")] = None,
+    jwt_audience: Annotated[str | None, typer.Option(help="required token aud")] = None,
     log_level: Annotated[LogLevel, typer.Option(help="log verbosity")] = LogLevel.INFO,
 ) -> None:
-    """Serve Authorize over gRPC until SIGTERM."""
+    """Serve Authorize, approvals and run control over gRPC until SIGTERM."""
     from capgate.app import build_app
     from capgate.observability.logging import configure_logging
     from capgate.server import serve_until_signalled
@@ -72,6 +94,10 @@ def serve(
                 listen=listen,
                 metrics_listen=metrics_listen,
                 decision_log=decision_log,
+                identity=identity.value if identity else None,
+                jwks=jwks,
+                jwt_issuer=jwt_issuer,
+                jwt_audience=jwt_audience,
             ),
         )
     except ConfigError as exc:
@@ -79,7 +105,7 @@ def serve(
         raise typer.Exit(2) from exc
     try:
         components = build_app(settings)
-    except OSError as exc:  # e.g. the decision log cannot be opened
+    except (OSError, ConfigError) as exc:  # the decision log cannot be opened, a bad JWKS
         typer.echo(f"capgate: {exc}", err=True)
         raise typer.Exit(2) from exc
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

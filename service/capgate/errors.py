@@ -8,12 +8,19 @@
     ├── BudgetStoreUnavailable   Redis unreachable, failing, or slower than its deadline
     ├── IdempotencyConflict      an idempotency key reused for a different request
     ├── ReservationNotFound      Settle of a decision that holds no reservation
-    └── SettlementConflict       Settle of a decision already settled another way
+    ├── SettlementConflict       Settle of a decision already settled another way
+    ├── Unauthenticated          missing or unverifiable credentials
+    ├── PermissionDenied         verified, but not allowed: another tenant or principal
+    │                            than the token's, a missing role
+    ├── NotFound                 an approval that does not exist in this tenant
+    └── FailedPrecondition       an approval that is no longer pending
 
 The pipeline turns PolicyError and BudgetStoreUnavailable into DENY decisions with
 reason codes (fail closed). InvalidArgument and IdempotencyConflict reach the caller
 as INVALID_ARGUMENT, ReservationNotFound as NOT_FOUND, SettlementConflict as
-FAILED_PRECONDITION (api/errors.py).
+FAILED_PRECONDITION (api/errors.py); Unauthenticated as UNAUTHENTICATED,
+PermissionDenied as PERMISSION_DENIED, NotFound as NOT_FOUND and FailedPrecondition
+as FAILED_PRECONDITION.
 """
 
 from __future__ import annotations
@@ -68,3 +75,21 @@ class SettlementConflict(CapgateError):
     def __init__(self, decision_id: str, outcome: str) -> None:
         self.outcome = outcome
         super().__init__(f"decision {decision_id} was already settled as {outcome.upper()}")
+
+
+class Unauthenticated(CapgateError):
+    """The caller's credentials are missing or fail verification; the message says why
+    (safe to return: it never echoes the token)."""
+
+
+class PermissionDenied(CapgateError):
+    """The caller is verified but may not do this: the request names another tenant or
+    principal than its credentials, or it lacks a required role."""
+
+
+class NotFound(CapgateError):
+    """The named object (an approval) does not exist in this tenant."""
+
+
+class FailedPrecondition(CapgateError):
+    """The object is not in a state that allows this (an approval no longer pending)."""

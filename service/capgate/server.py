@@ -1,4 +1,5 @@
-"""The gRPC server: AuthorizationService, grpc.health.v1, reflection, /metrics, drain.
+"""The gRPC server: AuthorizationService, ApprovalService, ControlService,
+grpc.health.v1, reflection, /metrics, drain; TLS (and mTLS) when ``server.tls`` is set.
 
 Health (https://github.com/grpc/grpc/blob/master/doc/health-checking.md) reports
 NOT_SERVING for "" and ``capgate.v1.AuthorizationService`` until a bundle is active,
@@ -16,11 +17,20 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from capgate.api.approvals import ApprovalServicer
 from capgate.api.authorization import AuthorizationServicer
-from capgate.app import App
+from capgate.api.control import ControlServicer
+from capgate.app import App, new_id
 from capgate.errors import BundleError
-from capgate.settings import parse_host_port
-from capgate.v1 import authorization_service_pb2, authorization_service_pb2_grpc
+from capgate.settings import TlsSettings, parse_host_port
+from capgate.v1 import (
+    approval_service_pb2,
+    approval_service_pb2_grpc,
+    authorization_service_pb2,
+    authorization_service_pb2_grpc,
+    control_service_pb2,
+    control_service_pb2_grpc,
+)
 
 log = structlog.get_logger("capgate")
 
@@ -28,6 +38,25 @@ AUTHORIZATION_SERVICE = authorization_service_pb2.DESCRIPTOR.services_by_name[
     "AuthorizationService"
 ].full_name
 HEALTH_NAMES = ("", AUTHORIZATION_SERVICE)
+OTHER_SERVICES = (
+    approval_service_pb2.DESCRIPTOR.services_by_name["ApprovalService"].full_name,
+    control_service_pb2.DESCRIPTOR.services_by_name["ControlService"].full_name,
+)
+
+
+def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
+    """TLS credentials; with ``client_ca_file``, client certificates are required and
+    verified against it (mTLS).
+
+    Raises:
+        OSError: a certificate or key file cannot be read.
+    """
+    root = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+        root_certificates=root,
+        require_client_auth=root is not None,
+    )
 
 
 class CapgateServer:
@@ -45,13 +74,23 @@ class CapgateServer:
         )
         self._health = health.aio.HealthServicer()
         authorization_service_pb2_grpc.add_AuthorizationServiceServicer_to_server(
-            AuthorizationServicer(app.pipeline, app.settler, app.metrics), self._server
+            AuthorizationServicer(app.pipeline, app.settler, app.authenticator, app.metrics),
+            self._server,
+        )
+        approval_service_pb2_grpc.add_ApprovalServiceServicer_to_server(
+            ApprovalServicer(app.approval_desk, app.authenticator, app.metrics), self._server
+        )
+        control_service_pb2_grpc.add_ControlServiceServicer_to_server(
+            ControlServicer(app.control_desk, app.authenticator, app.metrics, new_id()),
+            self._server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
-            (*HEALTH_NAMES[1:], health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+            (*HEALTH_NAMES[1:], *OTHER_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            self._server,
         )
         self._metrics_httpd: object | None = None
+        self._jwks_refresh: asyncio.Task[None] | None = None
         self.grpc_port = 0
         self.metrics_port = 0
 
@@ -63,9 +102,26 @@ class CapgateServer:
         """
         settings = self._app.settings.server
         try:
-            self.grpc_port = self._server.add_insecure_port(settings.listen)
+            if settings.tls is not None:
+                credentials = server_credentials(settings.tls)
+                self.grpc_port = self._server.add_secure_port(settings.listen, credentials)
+            else:
+                self.grpc_port = self._server.add_insecure_port(settings.listen)
         except RuntimeError as exc:  # grpc's way of saying bind() failed
             raise OSError(f"cannot listen on {settings.listen}: address in use or invalid") from exc
+        identity = self._app.settings.identity
+        if identity.mode == "insecure":
+            log.warning(
+                "insecure_identity",
+                detail="request bodies are trusted as the caller's identity; "
+                "loopback or unix socket only, never in production",
+                listen=settings.listen,
+            )
+        jwks = self._app.jwks
+        if jwks is not None:
+            self._jwks_refresh = asyncio.create_task(
+                jwks.refresh_forever(identity.jwt.jwks_refresh_seconds)
+            )
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.start()
         host, port = parse_host_port(settings.metrics_listen)
@@ -89,6 +145,8 @@ class CapgateServer:
     async def stop(self, grace_seconds: float) -> None:
         """Drain: NOT_SERVING, finish in-flight calls within the grace period, close."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._jwks_refresh is not None:
+            self._jwks_refresh.cancel()
         await self._server.stop(grace_seconds)
         await self._app.aclose()
         if self._metrics_httpd is not None:

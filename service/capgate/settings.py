@@ -14,10 +14,17 @@ Example YAML::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -45,17 +52,66 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TlsSettings(_Section):
+    """Server TLS. ``client_ca_file`` makes client certificates required (mTLS)."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
 class ServerSettings(_Section):
+    """``listen``: ``HOST:PORT`` or ``unix:/path/to.sock``."""
+
     listen: str = "127.0.0.1:50051"
     metrics_listen: str = "127.0.0.1:9464"
     grace_period_seconds: float = Field(default=10.0, ge=0)
     max_receive_message_bytes: int = Field(default=4 << 20, ge=1 << 20)
+    tls: TlsSettings | None = None
 
-    @field_validator("listen", "metrics_listen")
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if not value.startswith("unix:"):
+            parse_host_port(value)
+        return value
+
+    @field_validator("metrics_listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
         parse_host_port(value)
         return value
+
+
+class JwtSettings(_Section):
+    """Bearer tokens (RFC 7519) verified against a JWKS (RFC 7517) file or URL."""
+
+    jwks: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwks_refresh_seconds: int = Field(default=300, ge=10)
+
+
+class SpiffeSettings(_Section):
+    """mTLS client certificates carrying one SPIFFE ID (a URI SAN).
+
+    ``id_pattern`` is matched against the ID's path; its named groups ``tenant_id``
+    and ``principal_id`` name the caller. ``roles`` maps a SPIFFE ID to its roles.
+    """
+
+    trust_domain: str | None = None
+    id_pattern: str = r"^/tenant/(?P<tenant_id>[^/]+)/principal/(?P<principal_id>[^/]+)$"
+    roles: dict[str, list[str]] = {}
+
+
+class IdentitySettings(_Section):
+    """``mode``: ``insecure`` (trust the request body; loopback or Unix socket only),
+    ``jwt`` or ``mtls``."""
+
+    mode: Literal["insecure", "jwt", "mtls"] = "insecure"
+    jwt: JwtSettings = JwtSettings()
+    spiffe: SpiffeSettings = SpiffeSettings()
 
 
 class PolicySettings(_Section):
@@ -92,6 +148,34 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     budget: BudgetSettings = BudgetSettings()
     decision_log: DecisionLogSettings = DecisionLogSettings()
+    identity: IdentitySettings = IdentitySettings()
+
+    @model_validator(mode="after")
+    def _identity_is_complete(self) -> Settings:
+        from capgate.identity.insecure import listen_is_local  # it parses HOST:PORT here
+
+        identity, server = self.identity, self.server
+        missing: list[str] = []
+        if identity.mode == "jwt":
+            jwt = identity.jwt
+            missing = [
+                f"identity.jwt.{name}"
+                for name in ("jwks", "issuer", "audience")
+                if not getattr(jwt, name)
+            ]
+        elif identity.mode == "mtls":
+            if server.tls is None or server.tls.client_ca_file is None:
+                missing.append("server.tls.client_ca_file")
+            if not identity.spiffe.trust_domain:
+                missing.append("identity.spiffe.trust_domain")
+        elif not listen_is_local(server.listen):
+            raise ValueError(
+                "identity.mode insecure trusts the request body: server.listen must be a "
+                "loopback address or a unix: socket; use identity.mode jwt or mtls"
+            )
+        if missing:
+            raise ValueError(f"identity.mode {identity.mode} needs {', '.join(missing)}")
+        return self
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
@@ -137,6 +221,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
+        if not error["loc"]:  # a rule across keys; its message names them
+            lines.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
         key = ".".join(str(part) for part in error["loc"])
         env = ENV_PREFIX + "__".join(str(part) for part in error["loc"]).upper()
         lines.append(f"{key} (or {env}): {error['msg']}")

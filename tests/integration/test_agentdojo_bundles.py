@@ -122,7 +122,6 @@ def decided(calls: tuple[Call, ...]) -> dict[str, SuiteDecisions]:
             build_input(
                 to_domain(authorize_request(call, idempotency_key=f"key-{i}")),
                 identity={"method": "insecure"},
-                tenant_mode="normal",
                 request_time=at,
             )
             for i, call in enumerate(suite_calls)

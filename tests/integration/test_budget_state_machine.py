@@ -93,7 +93,7 @@ class BudgetMachine(RuleBasedStateMachine):
             consume=True,
             reservation_ttl_seconds=900,
             metadata="{}",
-            idempotency=Idempotency(key, key.ljust(64, "0"), "{}"),
+            idempotency=Idempotency(key, key.ljust(64, "0"), key.ljust(64, "0"), "{}"),
         )
 
     @rule(target=reservations, estimate=st.integers(0, 400))

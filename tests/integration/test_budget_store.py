@@ -179,7 +179,7 @@ async def test_month_arithmetic_matches_the_gregorian_calendar(
 ) -> None:
     """The script's civil-date functions, run in Redis, against Python's calendar."""
     moment = datetime.fromisoformat(day).replace(tzinfo=UTC, hour=13)
-    probe = AUTHORIZE_SCRIPT.split("local consume =")[0] + (
+    probe = AUTHORIZE_SCRIPT.source.split("local consume =")[0] + (
         "local suffix, ends = window_of('30d', tonumber(ARGV[1]))\n"
         "return {suffix, string.format('%d', ends)}"
     )
@@ -313,14 +313,14 @@ async def test_idempotency_key_replays_and_reserves_once(
     store: RedisBudgetStore, redis: Redis | RedisCluster
 ) -> None:
     t = tenant()
-    idem = Idempotency("call-1", "f" * 64, '{"decision": 1}')
+    idem = Idempotency("call-1", "f" * 64, "f" * 64, '{"decision": 1}')
     results = [await store.admit(admission(t, idempotency=idem)) for _ in range(10)]
     assert results[0].verdict is Verdict.ADMITTED
     assert {r.verdict for r in results[1:]} == {Verdict.REPLAYED}
     assert {r.recorded_decision for r in results[1:]} == {'{"decision": 1}'}
     assert {r.usage for r in results} == {((1, 0, 100, 0, 0),)}
     assert await redis.zcard(keys.reservations_key(t)) == 1
-    other_request = Idempotency("call-1", "0" * 64, "{}")
+    other_request = Idempotency("call-1", "0" * 64, "0" * 64, "{}")
     with pytest.raises(IdempotencyConflict):
         await store.admit(admission(t, idempotency=other_request))
     # the same key in another tenant is another key
@@ -333,7 +333,7 @@ async def test_refusals_are_not_recorded_under_the_idempotency_key(
     store: RedisBudgetStore,
 ) -> None:
     t = tenant()
-    idem = Idempotency("big", "a" * 64, "{}")
+    idem = Idempotency("big", "a" * 64, "a" * 64, "{}")
     assert (await store.admit(admission(t, usd=5_000, idempotency=idem))).verdict is (
         Verdict.BUDGET_EXCEEDED
     )
@@ -349,7 +349,7 @@ async def test_hostile_tenant_ids_work_and_every_key_has_a_ttl(
 ) -> None:
     t = hostile + str(uuid.uuid4())
     limit = RateLimitSpec("principal", 100, 1, 100)
-    idem = Idempotency(hostile, "b" * 64, "{}")
+    idem = Idempotency(hostile, "b" * 64, "b" * 64, "{}")
     budgets = (TENANT_MONTH, RUN_CALLS, BudgetSpec(BudgetScope.CAPABILITY, BudgetWindow.DAY))
     reserved = admission(t, budgets=budgets, rate_limits=(limit,), idempotency=idem, run_id=t)
     assert (await store.admit(reserved)).verdict is Verdict.ADMITTED

@@ -62,9 +62,14 @@ def test_demo_replays_every_task_and_logs_every_call_sent(demo: DemoRun) -> None
     assert demo.results["total"]["user_tasks"] == 97
     assert demo.results["total"]["injection_tasks"] == 26
     for suite in SUITES:
-        events = [
+        logged = [
             json.loads(line) for line in (demo.logs / f"{suite}.jsonl").read_text().splitlines()
         ]
+        events = [e for e in logged if e["event_type"] == "decision"]
+        # each REQUIRE_APPROVAL created (or found pending) one approval, logged too
+        created = {e["approval_id"] for e in logged if e["event_type"] == "approval"}
+        asked = {e["approval"]["approval_id"] for e in events if e["effect"] == "require_approval"}
+        assert created == asked, suite
         sent = [
             f"{suite}/{t['task_id']}"
             for t in tasks

@@ -23,7 +23,7 @@ IDENTITY = {"method": "insecure"}
 
 
 def build(request: AuthorizeRequest, **kwargs: Any) -> dict[str, Any]:
-    args: dict[str, Any] = {"identity": IDENTITY, "tenant_mode": "normal", "request_time": T0}
+    args: dict[str, Any] = {"identity": IDENTITY, "request_time": T0}
     args.update(kwargs)
     return build_input(request, **args)
 
@@ -37,7 +37,6 @@ def test_minimal_request_omits_every_default() -> None:
         "principal": {"id": "agent"},
         "capability": "c",
         "identity": {"method": "insecure"},
-        "tenant_mode": "normal",
         "request_time": "2026-03-01T12:30:45.000000Z",
     }
 
@@ -86,7 +85,8 @@ def test_full_request() -> None:
         evidence=(Evidence("ticket", "https://t/1", "sha256:ab"),),
         size_bytes=999,
     )
-    assert build(request, tenant_mode="read_only") == {
+    approval = {"approval_id": "ap-1", "state": "approved", "approvers": []}
+    assert build(request, approval=approval) == {
         "tenant_id": "acme",
         "principal": {
             "id": "agent",
@@ -107,7 +107,7 @@ def test_full_request() -> None:
         "dry_run": True,
         "evidence": [{"kind": "ticket", "uri": "https://t/1", "digest": "sha256:ab"}],
         "identity": {"method": "insecure"},
-        "tenant_mode": "read_only",
+        "approval": approval,
         "request_time": "2026-03-01T12:30:45.000000Z",
     }
 
@@ -184,17 +184,18 @@ def test_request_time_is_rfc3339_utc_with_z(when: datetime, expected: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("identity", "tenant_mode"),
+    ("identity", "approval"),
     [
-        ({"method": "insecure"}, "normal"),
-        ({"method": "mtls", "spiffe_id": "spiffe://x/y"}, "frozen"),
-        ({}, "read_only"),
+        ({"method": "insecure"}, None),
+        ({"method": "mtls", "claims": {"spiffe_id": "spiffe://x/y"}}, {"state": "approved"}),
+        ({}, None),
     ],
 )
-def test_sidecar_facts_are_added(identity: dict[str, Any], tenant_mode: str) -> None:
-    document = build(MINIMAL, identity=identity, tenant_mode=tenant_mode)
+def test_sidecar_facts_are_added(identity: dict[str, Any], approval: dict[str, Any] | None) -> None:
+    document = build(MINIMAL, identity=identity, approval=approval)
     assert document["identity"] == identity
-    assert document["tenant_mode"] == tenant_mode
+    assert document.get("approval") == approval
+    assert "tenant_mode" not in document  # enforced in the store, after the policy
 
 
 def test_document_is_json_serializable_and_does_not_alias_tuples() -> None:

@@ -22,6 +22,9 @@ budget:
   deadline_ms: 30
 decision_log:
   path: /tmp/from-yaml.jsonl
+identity:
+  mode: jwt
+  jwt: {jwks: /etc/capgate/jwks.json, issuer: "https://idp.example", audience: capgate}
 """
 
 
@@ -169,6 +172,7 @@ def test_policy_from_environment_alone(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"server": {"grace_period_seconds": -1}}, "server.grace_period_seconds"),
         ({"server": {"max_receive_message_bytes": 1000}}, "server.max_receive_message_bytes"),
         ({"policy": {"bundle": "b", "extra": 1}}, "policy.extra"),
+        ({"identity": {"mode": "oauth"}}, "identity.mode"),
     ],
 )
 def test_config_error_names_the_key(overrides: dict[str, Any], key: str) -> None:
@@ -288,3 +292,28 @@ def test_parse_host_port(value: str, expected: tuple[str, int]) -> None:
 def test_parse_host_port_rejects(value: str) -> None:
     with pytest.raises(ValueError, match="is not HOST:PORT"):
         parse_host_port(value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"server": {"listen": "0.0.0.0:50051"}}, "server.listen must be a loopback address"),
+        ({"server": {"listen": "10.0.0.1:50051"}}, "use identity.mode jwt or mtls"),
+        ({"identity": {"mode": "jwt"}}, "identity.jwt.jwks, identity.jwt.issuer"),
+        (
+            {"identity": {"mode": "jwt", "jwt": {"jwks": "j", "issuer": "i"}}},
+            "identity.jwt.audience",
+        ),
+        ({"identity": {"mode": "mtls"}}, "server.tls.client_ca_file, identity.spiffe.trust_domain"),
+    ],
+)
+def test_identity_rules_across_keys_name_them(overrides: dict[str, Any], expected: str) -> None:
+    """insecure only on loopback; jwt and mtls need their keys (checked before start)."""
+    overrides.setdefault("policy", {"bundle": "b"})
+    assert expected in config_error(**overrides)
+
+
+def test_insecure_identity_is_allowed_on_loopback_and_unix_sockets() -> None:
+    for listen in ("127.0.0.1:0", "[::1]:50051", "localhost:1", "unix:/run/capgate.sock"):
+        settings = load_settings(None, policy={"bundle": "b"}, server={"listen": listen})
+        assert settings.identity.mode == "insecure"

@@ -6,9 +6,11 @@
 #   (DESIGN §5): effect, reasons, obligations, approval, budgets,
 #   rate_limits, reservation_ttl_seconds (when set), class, enforcement,
 #   log.mask. Budgets, rate limits and the TTL come from capgate.lib.budgets.
-#   Precedence: deny > require_approval > allow. Bundles extend it without
-#   editing this file by defining data.capgate.custom.deny / .approval_reasons
-#   (sets of {code, message}).
+#   Precedence: deny > require_approval > allow, except that a human approval
+#   the sidecar verified and the policy accepts (`approved`) turns what would
+#   be require_approval into allow; deny still wins over it. Bundles extend it
+#   without editing this file by defining data.capgate.custom.deny /
+#   .approval_reasons (sets of {code, message}).
 #
 #   Performance (rego-cpp, the sidecar's engine): reasons are built as arrays,
 #   not sets. rego-cpp builds sets of objects slowly (it serializes every
@@ -61,13 +63,17 @@ sorted_reasons(reasons) := [r |
 reason_key(r) := concat(".", [hex.encode(r.code), hex.encode(r.message)])
 
 # effect: tests each source of reasons for a first element, in turn, rather
-# than joining them first.
+# than joining them first. A call the policy would send for approval is
+# allowed when it carries an approval the policy accepts (`approved`); a deny
+# reason still wins over an approval.
 effect := "deny" if {
 	some _ in capability.deny_list
 } else := "deny" if {
 	some _ in workflow.deny_list
 } else := "deny" if {
 	some _ in data.capgate.custom.deny
+} else := "allow" if {
+	approved
 } else := "require_approval" if {
 	some _ in capability.approval_list
 } else := "require_approval" if {
@@ -110,6 +116,43 @@ approval := object.union(default_approval, capability.approval) if {
 } else := object.union(default_approval, workflow.approval) if {
 	workflow.approval
 } else := default_approval
+
+# approved: the request carries a human approval (input.approval) that meets
+# this policy's own current requirement, the `approval` rule above: at least
+# approval.min_approvals distinct approvers, each holding at least one of
+# approval.approver_roles. The sidecar puts input.approval in the input only
+# once it has verified the approval (this tenant, state approved, unexpired,
+# unused, bound to the same principal, capability, tool and canonical
+# parameters), so the policy only counts it. The roles and count the approval
+# record carries are ignored: the bundle's current requirement wins, so a
+# bundle that raises min_approvals or narrows approver_roles invalidates
+# approvals granted under the old rule. At least one approver is needed
+# whatever min_approvals says (a malformed min_approvals < 1 is a
+# POLICY_ERROR in the sidecar anyway).
+approved if {
+	input.approval.state == "approved"
+	required := approval.min_approvals
+	is_number(required)
+	n := count(qualified_approvers)
+	n >= required
+	n >= 1
+}
+
+# qualified_approvers: the principal ids of the approvers holding one of the
+# policy's approver roles, each once (a set of strings: an approver listed
+# twice counts once; strings, not objects, so cheap in rego-cpp). roles is
+# bound and checked before `in`, the library's pattern (rego-cpp and OPA
+# disagree on `not x in <undefined>`).
+qualified_approvers contains id if {
+	roles := approval.approver_roles
+	is_array(roles)
+	some a in input.approval.approvers
+	id := a.principal_id
+	is_string(id)
+	id != ""
+	some role in a.roles
+	role in roles
+}
 
 # decision: the policy result. reservation_ttl_seconds is present only when
 # the capability or the workflow sets one.

@@ -2,37 +2,50 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import grpc
 
 from capgate.api import convert
-from capgate.api.errors import abort_invalid_argument
+from capgate.api.credentials import authenticate, credentials_of
+from capgate.api.errors import abort_invalid_argument, abort_with
 from capgate.decision.pipeline import Pipeline
 from capgate.decision.settle import Settler
-from capgate.errors import (
-    BudgetStoreUnavailable,
-    InvalidArgument,
-    ReservationNotFound,
-    SettlementConflict,
-)
+from capgate.errors import CapgateError, InvalidArgument, PermissionDenied, Unauthenticated
+from capgate.identity.access import tenant_for
+from capgate.identity.model import Authenticator
 from capgate.observability.metrics import Metrics
 from capgate.v1 import authorization_service_pb2 as api
 from capgate.v1 import authorization_service_pb2_grpc as api_grpc
 
 
 class AuthorizationServicer(api_grpc.AuthorizationServiceServicer):
-    def __init__(self, pipeline: Pipeline, settler: Settler, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settler: Settler,
+        authenticator: Authenticator,
+        metrics: Metrics,
+    ) -> None:
         self._pipeline = pipeline
         self._settler = settler
+        self._authenticator = authenticator
         self._metrics = metrics
 
     async def Authorize(
         self, request: api.AuthorizeRequest, context: grpc.aio.ServicerContext
     ) -> api.AuthorizeResponse:
         try:
-            decision = await self._pipeline.authorize(convert.authorize_request(request))
+            decision = await self._pipeline.authorize(
+                convert.authorize_request(request), credentials_of(context)
+            )
         except InvalidArgument as exc:
             self._metrics.invalid_requests.inc()
             await abort_invalid_argument(context, exc)
+        except (Unauthenticated, PermissionDenied) as exc:
+            status = "unauthenticated" if isinstance(exc, Unauthenticated) else "permission_denied"
+            self._metrics.authentication_failures.labels(status).inc()
+            await abort_with(context, exc)
         return convert.authorize_response(decision)
 
     async def Settle(
@@ -41,16 +54,15 @@ class AuthorizationServicer(api_grpc.AuthorizationServiceServicer):
         """NOT_FOUND: no reservation; FAILED_PRECONDITION: settled another way;
         UNAVAILABLE: Redis did not answer (retry: Settle is idempotent)."""
         try:
-            settlement = await self._settler.settle(convert.settle_request(request))
+            caller = authenticate(self._authenticator, context, self._metrics)
+            settle_request = convert.settle_request(request)
+            if not caller.trusts_body:  # else the settler's validation names every field
+                tenant = tenant_for(caller, settle_request.tenant_id)
+                settle_request = replace(settle_request, tenant_id=tenant)
+            settlement = await self._settler.settle(settle_request)
         except InvalidArgument as exc:
             self._metrics.invalid_requests.inc()
             await abort_invalid_argument(context, exc)
-        except ReservationNotFound as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        except SettlementConflict as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        except BudgetStoreUnavailable:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, "the budget store is unavailable; retry Settle"
-            )
+        except CapgateError as exc:
+            await abort_with(context, exc)
         return convert.settle_response(settlement)

@@ -42,6 +42,13 @@ SCOPES = {
     BudgetScope.CAPABILITY: types.BUDGET_SCOPE_CAPABILITY,
     BudgetScope.RUN: types.BUDGET_SCOPE_RUN,
 }
+APPROVAL_STATES = {
+    "pending": types.APPROVAL_STATE_PENDING,
+    "approved": types.APPROVAL_STATE_APPROVED,
+    "rejected": types.APPROVAL_STATE_REJECTED,
+    "expired": types.APPROVAL_STATE_EXPIRED,
+    "consumed": types.APPROVAL_STATE_CONSUMED,
+}
 OUTCOMES = {
     api.OUTCOME_SUCCEEDED: Outcome.SUCCEEDED,
     api.OUTCOME_FAILED: Outcome.FAILED,
@@ -102,6 +109,10 @@ def authorize_response(decision: Decision) -> api.AuthorizeResponse:
     if decision.approval is not None:
         response.approval.approver_roles.extend(decision.approval.approver_roles)
         response.approval.min_approvals = decision.approval.min_approvals
+    if decision.ticket is not None:
+        response.approval.approval_id = decision.ticket.approval_id
+        response.approval.state = APPROVAL_STATES[decision.ticket.state]
+        response.approval.expires_at.FromDatetime(decision.ticket.expires_at)
     response.decided_at.FromDatetime(decision.decided_at)
     return response
 

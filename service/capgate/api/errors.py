@@ -1,5 +1,9 @@
 """Domain errors → gRPC status, in one place (AIP-193).
 
+:func:`abort_with` maps every error a servicer lets through: ``Unauthenticated`` →
+UNAUTHENTICATED, ``PermissionDenied`` → PERMISSION_DENIED, ``NotFound`` and
+``ReservationNotFound`` → NOT_FOUND, ``FailedPrecondition`` and ``SettlementConflict``
+→ FAILED_PRECONDITION, ``BudgetStoreUnavailable`` → UNAVAILABLE (retry).
 ``InvalidArgument`` becomes ``INVALID_ARGUMENT`` with a ``google.rpc.BadRequest`` listing
 each field violation and a ``google.rpc.ErrorInfo`` (reason ``INVALID_REQUEST``,
 domain ``capgate.dev``). Policy refusals are never errors: they are DENY responses.
@@ -14,7 +18,17 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from capgate.errors import InvalidArgument
+from capgate.errors import (
+    BudgetStoreUnavailable,
+    CapgateError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ReservationNotFound,
+    SettlementConflict,
+    Unauthenticated,
+)
 
 ERROR_DOMAIN = "capgate.dev"
 
@@ -39,3 +53,31 @@ async def abort_invalid_argument(
     )
     await context.abort(status.code, status.details, status.trailing_metadata)
     raise AssertionError("unreachable: context.abort raises")
+
+
+_STATUS: tuple[tuple[type[CapgateError], grpc.StatusCode], ...] = (
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (ReservationNotFound, grpc.StatusCode.NOT_FOUND),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (SettlementConflict, grpc.StatusCode.FAILED_PRECONDITION),
+    (BudgetStoreUnavailable, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+async def abort_with(context: grpc.aio.ServicerContext, exc: CapgateError) -> NoReturn:
+    """Abort the call with the status for ``exc`` (see the module docstring).
+
+    Raises:
+        TypeError: ``exc`` is an error no status is defined for (a bug).
+    """
+    if isinstance(exc, InvalidArgument):
+        await abort_invalid_argument(context, exc)
+    for kind, code in _STATUS:
+        if isinstance(exc, kind):
+            message = str(exc)
+            if kind is BudgetStoreUnavailable:
+                message = "the budget store is unavailable; retry"
+            await context.abort(code, message)
+    raise TypeError(f"no gRPC status for {type(exc).__name__}") from exc

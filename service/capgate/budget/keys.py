@@ -20,6 +20,13 @@ Layout (``T`` = ``capgate:{<tenant>}``)::
     T:b:capability:<name>:<window>    ... of one capability
     T:b:run:<run_id>:run              ... of one run (its lifetime)
     T:rl:<dims>:<values>:<limit>:<period_seconds>    GCRA bucket of one rate limit
+    T:control                         hash: the tenant's mode (field ``mode``), no TTL
+    T:stop:<run_id>                   string: JSON of who stopped the run, and why
+    T:appr:r:<approval_id>            hash: one approval (see approvals/scripts)
+    T:appr:pending:<action_sha256>    string: the record key of the action's pending
+                                      approval
+    T:appr:index / :expiry / :log     the tenant's approvals by creation time, those
+                                      that can still expire, and the transition log
 
 The Lua script appends ``<window>`` (``1d:1795219200``, ``30d:2026-11``, ``run``) to
 the budget prefixes built here, from Redis ``TIME``.
@@ -100,3 +107,33 @@ def rate_limit_key(
         raise ValueError(f"unknown rate-limit dimension {unknown[0]!r}")
     subject = ":".join(escape_id(values[name]) for name in names)
     return f"{tenant_tag(tenant_id)}:rl:{dimensions}:{subject}:{limit}:{period_seconds}"
+
+
+def control_key(tenant_id: str) -> str:
+    """The tenant's control hash (``mode``: ``read_only`` | ``frozen``; absent: normal)."""
+    return f"{tenant_tag(tenant_id)}:control"
+
+
+def run_stop_key(tenant_id: str, run_id: str) -> str:
+    """Exists once the run is stopped (``run_id`` "" names no run and is never set)."""
+    return f"{tenant_tag(tenant_id)}:stop:{escape_id(run_id)}"
+
+
+def approval_key(tenant_id: str, approval_id: str) -> str:
+    return f"{tenant_tag(tenant_id)}:appr:r:{escape_id(approval_id)}"
+
+
+def approval_pending_key(tenant_id: str, action_sha256: str) -> str:
+    return f"{tenant_tag(tenant_id)}:appr:pending:{action_sha256}"
+
+
+def approval_index_key(tenant_id: str) -> str:
+    return f"{tenant_tag(tenant_id)}:appr:index"
+
+
+def approval_log_key(tenant_id: str) -> str:
+    return f"{tenant_tag(tenant_id)}:appr:log"
+
+
+def approval_expiry_key(tenant_id: str) -> str:
+    return f"{tenant_tag(tenant_id)}:appr:expiry"

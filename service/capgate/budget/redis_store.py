@@ -12,24 +12,26 @@ Sentinel and on Redis Cluster: all keys of a call share the tenant's hash tag.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from importlib.resources import files
 from typing import Any, cast
 
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import SentinelConnectionPool
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from capgate.budget import keys
 from capgate.budget.connection import follow_sentinel_primary
+from capgate.budget.scripting import Script, decode_ids, from_ms, run_script, text
 from capgate.budget.store import (
     Admission,
     AdmissionResult,
+    NewApproval,
     Overrun,
+    PresentedApproval,
     SettleResult,
     Throttle,
     Unit,
@@ -38,37 +40,22 @@ from capgate.budget.store import (
 )
 from capgate.decision.model import BudgetScope, Cost, Outcome, RateLimitSpec
 from capgate.errors import (
-    BudgetStoreUnavailable,
     IdempotencyConflict,
     ReservationNotFound,
     SettlementConflict,
 )
 
-_SCRIPTS = files("capgate.budget").joinpath("scripts")
-_COMMON = _SCRIPTS.joinpath("common.lua").read_text("utf-8")
-AUTHORIZE_SCRIPT = _COMMON + _SCRIPTS.joinpath("authorize.lua").read_text("utf-8")
-SETTLE_SCRIPT = _COMMON + _SCRIPTS.joinpath("settle.lua").read_text("utf-8")
+AUTHORIZE_SCRIPT = Script(
+    ("capgate.budget", "common.lua"),
+    ("capgate.approvals", "approvals.lua"),
+    ("capgate.budget", "authorize.lua"),
+)
+SETTLE_SCRIPT = Script(("capgate.budget", "common.lua"), ("capgate.budget", "settle.lua"))
 NO_LIMIT = -1
 USAGE_FIELDS = 5
 IDEMPOTENCY_TTL_SECONDS = 86_400
 
 log = structlog.get_logger("capgate")
-
-
-class _Script:
-    """A Lua script run by ``EVALSHA``, falling back to ``EVAL`` on ``NOSCRIPT``."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
-
-    async def __call__(
-        self, client: Redis | RedisCluster, keys: Sequence[str], args: Sequence[Any]
-    ) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await client.eval(self.source, len(keys), *keys, *args)
 
 
 class RedisBudgetStore:
@@ -81,24 +68,31 @@ class RedisBudgetStore:
         self, client: Redis | RedisCluster, *, deadline_seconds: float, run_ttl_seconds: int
     ) -> None:
         self._client = client
-        self._authorize = _Script(AUTHORIZE_SCRIPT)
-        self._settle = _Script(SETTLE_SCRIPT)
+        self._authorize = AUTHORIZE_SCRIPT
+        self._settle = SETTLE_SCRIPT
         self._deadline = deadline_seconds
         self._run_ttl = run_ttl_seconds
         self._watch: asyncio.Task[None] | None = None
 
     async def admit(self, admission: Admission) -> AdmissionResult:
         tenant = admission.tenant_id
+        idem = admission.idempotency
+        presented, new = admission.presented_approval, admission.new_approval
         key_list = [
             keys.reservations_key(tenant),
             keys.reservation_key(tenant, admission.decision_id),
-            keys.idempotency_key(
-                tenant, admission.idempotency.key if admission.idempotency else ""
-            ),
+            keys.idempotency_key(tenant, idem.key if idem else ""),
+            keys.control_key(tenant),
+            keys.run_stop_key(tenant, admission.subjects.run_id),
+            keys.approval_key(tenant, presented.approval_id if presented else ""),
+            keys.approval_key(tenant, new.approval_id if new else ""),
+            keys.approval_pending_key(tenant, new.action_sha256 if new else ""),
+            keys.approval_index_key(tenant),
+            keys.approval_log_key(tenant),
+            keys.approval_expiry_key(tenant),
         ]
         key_list += [_budget_prefix(admission, spec.scope) for spec in admission.budgets]
         key_list += [_bucket(admission, limit) for limit in admission.rate_limits]
-        idem = admission.idempotency
         cost = admission.cost
         args: list[Any] = [
             1 if admission.consume else 0,
@@ -112,6 +106,13 @@ class RedisBudgetStore:
             IDEMPOTENCY_TTL_SECONDS,
             self._run_ttl,
             admission.metadata,
+            admission.decision_id,
+            admission.subjects.principal_id,
+            admission.action_class,
+            idem.base_fingerprint if idem else "",
+            _presented_mode(presented),
+            presented.action_sha256 if presented else "",
+            _new_approval_json(new) if new else "",
             len(admission.budgets),
             len(admission.rate_limits),
         ]
@@ -122,19 +123,39 @@ class RedisBudgetStore:
             interval_micros = limit.period_seconds * 1_000_000 / limit.limit
             args += [repr(interval_micros), repr(interval_micros * limit.burst)]
         reply = await self._call(self._authorize, key_list, args)
-        kind = _text(reply[0])
+        kind = text(reply[0])
         if kind == "ok":
-            return AdmissionResult(Verdict.ADMITTED, _usage(reply[2:]), released=int(reply[1]))
+            return AdmissionResult(
+                Verdict.ADMITTED,
+                _usage(reply[5:]),
+                released=int(reply[1]),
+                approval_id=text(reply[2]),
+                approval_expires_at=from_ms(reply[3]) if text(reply[2]) else None,
+                expired_approvals=decode_ids(reply[4]),
+            )
         if kind == "replay":
-            usage_csv = _text(reply[2])
+            usage_csv = text(reply[2])
             values = [int(v) for v in usage_csv.split(",")] if usage_csv else []
             return AdmissionResult(
-                Verdict.REPLAYED, _usage(values), recorded_decision=_text(reply[1])
+                Verdict.REPLAYED,
+                _usage(values),
+                recorded_decision=text(reply[1]),
+                approval_id=text(reply[3]),
+                approval_expires_at=from_ms(reply[4]) if text(reply[3]) else None,
+                approval_state=text(reply[5]),
             )
         if kind == "conflict":
             raise IdempotencyConflict("the idempotency key was used for a different request")
+        if kind == "control":
+            return AdmissionResult(Verdict.CONTROLLED, control_code=text(reply[1]))
+        if kind == "approval":
+            return AdmissionResult(
+                Verdict.APPROVAL_INVALID,
+                approval_state=text(reply[1]),
+                expired_approvals=decode_ids(reply[2]),
+            )
         if kind == "budget":
-            unit: Unit = _text(reply[2])  # type: ignore[assignment]
+            unit: Unit = text(reply[2])  # type: ignore[assignment]
             overrun = Overrun(admission.budgets[int(reply[1]) - 1], unit)
             return AdmissionResult(Verdict.BUDGET_EXCEEDED, overrun=overrun, released=int(reply[3]))
         throttle = Throttle(
@@ -154,14 +175,14 @@ class RedisBudgetStore:
             actual.tokens if actual else 0,
         ]
         reply = await self._call(self._settle, key_list, args)
-        kind, released = _text(reply[0]), int(reply[1])
+        kind, released = text(reply[0]), int(reply[1])
         if kind == "missing":
             raise ReservationNotFound(f"decision {decision_id} holds no reservation in this tenant")
         if kind == "settled":
-            if _text(reply[2]) != outcome.value:
-                raise SettlementConflict(decision_id, _text(reply[2]))
-            return _settle_result(_text(reply[3]), _text(reply[4]), released, repeated=True)
-        return _settle_result(_text(reply[2]), _text(reply[3]), released, repeated=False)
+            if text(reply[2]) != outcome.value:
+                raise SettlementConflict(decision_id, text(reply[2]))
+            return _settle_result(text(reply[3]), text(reply[4]), released, repeated=True)
+        return _settle_result(text(reply[2]), text(reply[3]), released, repeated=False)
 
     async def connect(self, timeout_seconds: float = 2.0) -> None:
         """Open a first connection and load the scripts, outside any decision's deadline.
@@ -186,12 +207,10 @@ class RedisBudgetStore:
             self._watch.cancel()
         await self._client.aclose()
 
-    async def _call(self, script: _Script, key_list: list[str], args: list[Any]) -> Any:
-        try:
-            async with asyncio.timeout(self._deadline):
-                return await script(self._client, key_list, args)
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise BudgetStoreUnavailable(f"budget store: {type(exc).__name__}: {exc}") from exc
+    async def _call(self, script: Script, key_list: list[str], args: list[Any]) -> Any:
+        return await run_script(
+            self._client, script, key_list, args, deadline_seconds=self._deadline
+        )
 
 
 def _budget_prefix(admission: Admission, scope: BudgetScope) -> str:
@@ -223,8 +242,25 @@ def _limit(value: int | None) -> int:
     return NO_LIMIT if value is None else value
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
+def _presented_mode(presented: PresentedApproval | None) -> str:
+    if presented is None:
+        return "0"
+    return "1" if presented.consume else "2"
+
+
+def _new_approval_json(new: NewApproval) -> str:
+    return json.dumps(
+        {
+            "i": new.approval_id,
+            "j": new.record,
+            "r": new.requester_principal_id,
+            "o": new.on_behalf_of,
+            "a": new.action_sha256,
+            "R": json.dumps(list(new.approver_roles)),
+            "q": new.min_approvals,
+            "ttl_ms": new.ttl_seconds * 1000,
+        }
+    )
 
 
 def _usage(values: Sequence[Any]) -> tuple[Usage, ...]:

@@ -36,21 +36,55 @@ class Idempotency:
     """An ``idempotency_key`` to look up and record with the decision.
 
     ``fingerprint``: hex SHA-256 of the request (a key reused for another request is
-    refused); ``decision``: the decision to record, opaque to the store.
+    refused); ``base_fingerprint``: the same without the request's ``approval_id``, so
+    a retry that adds a verified approval to a recorded REQUIRE_APPROVAL continues it
+    instead of conflicting; ``decision``: the decision to record, opaque to the store.
     """
 
     key: str
     fingerprint: str
+    base_fingerprint: str
     decision: str
+
+
+@dataclass(frozen=True, slots=True)
+class PresentedApproval:
+    """The verified approval a request presents. ``consume`` (a non-dry-run ALLOW):
+    consumed atomically with the budgets, if it is still APPROVED and bound to
+    ``action_sha256``; otherwise it only lets the request continue the
+    REQUIRE_APPROVAL recorded under its idempotency key."""
+
+    approval_id: str
+    action_sha256: str
+    consume: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewApproval:
+    """The approval a REQUIRE_APPROVAL asks for; the pending approval of the same
+    action is reused instead when there is one. ``record`` is the JSON of the
+    immutable fields, opaque to the store; ``ttl_seconds`` bounds how long it may
+    wait (pending) and be used (approved)."""
+
+    approval_id: str
+    action_sha256: str
+    requester_principal_id: str
+    on_behalf_of: str
+    approver_roles: tuple[str, ...]
+    min_approvals: int
+    ttl_seconds: int
+    record: str
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
     """What one decision asks of the store.
 
-    ``consume``: reserve budgets, take rate-limit tokens and record a reservation that
-    ``settle`` can find (an ALLOW); otherwise only check. ``metadata`` is stored with
-    the reservation and handed back by ``settle``.
+    ``consume``: reserve budgets, take rate-limit tokens, consume the presented
+    approval and record a reservation that ``settle`` can find (an ALLOW); otherwise
+    only check. ``metadata`` is stored with the reservation and handed back by
+    ``settle``. ``action_class`` (``"read"`` | ``"write"``) is checked against the
+    run's stop and the tenant's mode; ``""`` skips that check (a policy DENY).
     """
 
     tenant_id: str
@@ -63,6 +97,9 @@ class Admission:
     reservation_ttl_seconds: int
     metadata: str = ""
     idempotency: Idempotency | None = None
+    action_class: str = ""
+    presented_approval: PresentedApproval | None = None
+    new_approval: NewApproval | None = None
 
 
 class Verdict(StrEnum):
@@ -70,6 +107,8 @@ class Verdict(StrEnum):
     BUDGET_EXCEEDED = "budget_exceeded"
     RATE_LIMITED = "rate_limited"
     REPLAYED = "replayed"
+    CONTROLLED = "controlled"
+    APPROVAL_INVALID = "approval_invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +130,16 @@ class Throttle:
 @dataclass(frozen=True, slots=True)
 class AdmissionResult:
     """``usage``: one :data:`Usage` per budget (after this decision, ADMITTED or
-    REPLAYED); ``overrun`` / ``throttle`` say what refused it; ``recorded_decision`` is
-    the decision an idempotency key replays; ``released`` counts expired reservations
-    this call released."""
+    REPLAYED); ``overrun`` / ``throttle`` say what refused it; ``control_code``: the
+    reason code of a CONTROLLED refusal (``RUN_STOPPED``, ``TENANT_FROZEN``,
+    ``TENANT_READ_ONLY``); ``approval_state``: why a presented approval is not usable
+    (APPROVAL_INVALID: ``missing``, ``pending``, ``expired``, ``consumed``,
+    ``rejected``, ``mismatch``), or the current state of a replayed decision's
+    approval; ``approval_id`` / ``approval_expires_at``: the approval created or
+    reused for a REQUIRE_APPROVAL (or recorded with a replayed one);
+    ``recorded_decision`` is the decision an idempotency key replays; ``released``
+    counts expired reservations this call released; ``expired_approvals``: ids of
+    approvals this call found expired."""
 
     verdict: Verdict
     usage: tuple[Usage, ...] = ()
@@ -101,6 +147,11 @@ class AdmissionResult:
     throttle: Throttle | None = None
     recorded_decision: str = ""
     released: int = 0
+    control_code: str = ""
+    approval_state: str = ""
+    approval_id: str = ""
+    approval_expires_at: datetime | None = None
+    expired_approvals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,17 @@ class ApprovalRequirement:
     ttl_seconds: int
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovalTicket:
+    """The approval a REQUIRE_APPROVAL decision created (or found pending for the same
+    action): the agent retries with ``approval_id`` once it is approved. ``state`` is
+    an :class:`capgate.approvals.model.ApprovalState` value."""
+
+    approval_id: str
+    state: str
+    expires_at: datetime
+
+
 class BudgetScope(StrEnum):
     TENANT = "tenant"
     PRINCIPAL = "principal"
@@ -178,7 +189,8 @@ class PolicyResult:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What Authorize answers. ``policy_revision`` is "" when no bundle decided."""
+    """What Authorize answers. ``policy_revision`` is "" when no bundle decided;
+    ``ticket`` names the approval a REQUIRE_APPROVAL waits for."""
 
     decision_id: str
     effect: Effect
@@ -188,6 +200,7 @@ class Decision:
     budgets: tuple[BudgetStatus, ...]
     policy_revision: str
     decided_at: datetime
+    ticket: ApprovalTicket | None = None
 
 
 class Outcome(StrEnum):

@@ -1,9 +1,10 @@
-"""The Authorize path, end to end (DESIGN §3):
+"""The Authorize path, end to end (DESIGN §3, §7):
 
-    validate → identity → policy → budgets/run state → decision event → response
+    identity → validate → approval → policy → budgets/run state → decision event → response
 
 :meth:`Pipeline.authorize` is that path. Each step calls the module that owns it;
 every failure past validation becomes a DENY with a reason code (fail closed).
+Identity failures are errors (UNAUTHENTICATED, PERMISSION_DENIED), never decisions.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from capgate.approvals.flow import approval_fact, approval_problem, approval_request
+from capgate.approvals.model import Approval
+from capgate.approvals.store import RedisApprovalStore
 from capgate.budget.store import (
     Admission,
     AdmissionResult,
     BudgetStore,
     Idempotency,
+    NewApproval,
+    PresentedApproval,
     Subjects,
     Verdict,
     budget_statuses,
@@ -27,6 +33,8 @@ from capgate.decision import reasons
 from capgate.decision.codec import decode_decision, encode_decision, encode_reservation
 from capgate.decision.fingerprint import request_fingerprint
 from capgate.decision.model import (
+    ApprovalRequirement,
+    ApprovalTicket,
     AuthorizeRequest,
     BudgetScope,
     BudgetSpec,
@@ -39,10 +47,17 @@ from capgate.decision.model import (
     Reason,
 )
 from capgate.decision.validate import validate_request
-from capgate.errors import BudgetStoreUnavailable, IdempotencyConflict, InvalidArgument, PolicyError
-from capgate.events.event import decision_event
+from capgate.errors import (
+    BudgetStoreUnavailable,
+    IdempotencyConflict,
+    InvalidArgument,
+    NotFound,
+    PolicyError,
+)
+from capgate.events.event import approval_event, decision_event
 from capgate.events.sink import EventSink, emit_counted
-from capgate.identity.insecure import InsecureIdentity
+from capgate.identity.binding import bind_request
+from capgate.identity.model import Authenticator, Credentials, Identity
 from capgate.observability.metrics import Metrics
 from capgate.policy.active import ActivePolicy
 from capgate.policy.input import build_input
@@ -60,6 +75,18 @@ def _counts_runs(budgets: Sequence[BudgetSpec], rate_limits: Sequence[RateLimitS
     )
 
 
+# Why a presented approval cannot be used, as the agent reads it (safe for a model).
+_WHY = {
+    "missing": "it does not exist in this tenant",
+    "pending": "it has not been granted yet",
+    "rejected": "it was rejected",
+    "expired": "it has expired",
+    "consumed": "it was already used",
+    "mismatch": "it was granted for a different action (principal, capability, tool or parameters)",
+}
+_DEFAULT_REQUIREMENT = ApprovalRequirement(("approver",), 1, 900)
+
+
 @dataclass(slots=True)
 class _Outcome:
     """The decision as it forms, step by step."""
@@ -72,6 +99,8 @@ class _Outcome:
     error: str | None = None
     revision: str = ""
     replayed: Decision | None = None
+    approval: Approval | None = None
+    ticket: ApprovalTicket | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
 
     def deny(self, code: str, error: str | None = None, **fields: str) -> None:
@@ -87,32 +116,44 @@ class Pipeline:
 
     policy: ActivePolicy
     budgets: BudgetStore
+    approvals: RedisApprovalStore
     events: EventSink
-    identity: InsecureIdentity
+    authenticator: Authenticator
     metrics: Metrics
     clock: Clock
     new_id: Callable[[], str]
     reservation_ttl_seconds: int
 
-    async def authorize(self, request: AuthorizeRequest) -> Decision:
-        """Decide ``request``.
+    async def authorize(self, request: AuthorizeRequest, credentials: Credentials) -> Decision:
+        """Decide ``request`` for the caller ``credentials`` identify.
 
         Raises:
+            Unauthenticated: the credentials are missing or fail verification.
+            PermissionDenied: the request names another tenant or principal than them.
             InvalidArgument: the request is malformed, or its idempotency key was used
                 for another request (the only errors a caller sees).
         """
         started = self.clock.monotonic()
+        identity = self.authenticator.authenticate(credentials)
+        request = bind_request(identity, request)
         validate_request(request)
-        identity = self.identity.resolve(request)
         decided_at = self.clock.now()
         decision_id = self.new_id()
-        input_document = build_input(
-            request, identity=identity, tenant_mode="normal", request_time=decided_at
-        )
-        policy_started = self.clock.monotonic()
-        outcome = self._evaluate_policy(input_document)
-        outcome.latency_ms["policy"] = (self.clock.monotonic() - policy_started) * 1000
-        await self._admit(request, outcome, decision_id, decided_at)
+        outcome = _Outcome(effect=Effect.DENY)
+        input_document: dict[str, Any] = {}
+        if request.approval_id:
+            await self._check_approval(request, outcome, decided_at)
+        if not outcome.reasons:
+            input_document = build_input(
+                request,
+                identity=identity.fact(),
+                approval=approval_fact(outcome.approval) if outcome.approval else None,
+                request_time=decided_at,
+            )
+            policy_started = self.clock.monotonic()
+            self._evaluate_policy(input_document, outcome)
+            outcome.latency_ms["policy"] = (self.clock.monotonic() - policy_started) * 1000
+            await self._admit(request, outcome, decision_id, decided_at)
         outcome.latency_ms["total"] = (self.clock.monotonic() - started) * 1000
         decision = outcome.replayed or self._decision(outcome, decision_id, decided_at)
         event = decision_event(
@@ -130,25 +171,46 @@ class Pipeline:
         self._observe(decision, outcome)
         return decision
 
-    def _evaluate_policy(self, input_document: dict[str, Any]) -> _Outcome:
+    async def _check_approval(
+        self, request: AuthorizeRequest, outcome: _Outcome, now: datetime
+    ) -> None:
+        """Load the approval the request presents and check it may be used; on any
+        problem, deny ``APPROVAL_INVALID`` (the policy is not evaluated)."""
+        try:
+            approval, expired = await self.approvals.get(request.tenant_id, request.approval_id)
+        except NotFound:
+            self.metrics.approvals_invalid.labels("missing").inc()
+            outcome.deny(reasons.APPROVAL_INVALID, "approval not found", why=_WHY["missing"])
+            return
+        except BudgetStoreUnavailable as exc:
+            self.metrics.budget_store_errors.inc()
+            outcome.deny(reasons.BUDGET_STORE_UNAVAILABLE, str(exc))
+            return
+        self._emit_expired(request.tenant_id, expired, now)
+        problem = approval_problem(approval, request, now)
+        if problem is not None:
+            self.metrics.approvals_invalid.labels(problem).inc()
+            outcome.deny(reasons.APPROVAL_INVALID, f"approval {problem}", why=_WHY[problem])
+            return
+        outcome.approval = approval
+
+    def _evaluate_policy(self, input_document: dict[str, Any], outcome: _Outcome) -> None:
         engine = self.policy.engine
-        outcome = _Outcome(effect=Effect.DENY)
         if engine is None:
             outcome.deny(reasons.POLICY_UNAVAILABLE, "no bundle is active")
-            return outcome
+            return
         outcome.revision = engine.revision
         try:
             result = engine.evaluate(input_document)
         except PolicyError as exc:
             self.metrics.policy_errors.inc()
             outcome.deny(reasons.POLICY_ERROR, str(exc))
-            return outcome
+            return
         outcome.policy = result
         outcome.effect, outcome.reasons = result.effect, result.reasons
         if result.enforcement == "shadow" and result.effect is not Effect.ALLOW:
             outcome.shadowed = result
             outcome.effect, outcome.reasons = Effect.ALLOW, ()
-        return outcome
 
     async def _admit(
         self,
@@ -157,20 +219,22 @@ class Pipeline:
         decision_id: str,
         decided_at: datetime,
     ) -> None:
-        """Admit the decision in the budget store, in one round trip: rate limits and
-        budgets checked (and consumed by a non-dry-run ALLOW, which also records a
-        reservation for Settle), and the idempotency key replayed or recorded."""
+        """Admit the decision in the store, in one round trip: the run's stop and the
+        tenant's mode checked; rate limits and budgets checked (and consumed by a
+        non-dry-run ALLOW, which also consumes a presented approval and records a
+        reservation for Settle); the approval a REQUIRE_APPROVAL asks for created; the
+        idempotency key replayed or recorded."""
         policy = outcome.policy
         allow = outcome.effect is Effect.ALLOW and not request.dry_run
         # Only decisions the policy made are recorded: a sidecar failure (no bundle, a
         # policy error) must not be replayed once it has cleared.
         idempotent = bool(request.idempotency_key) and not request.dry_run and policy is not None
+        if policy is None or (outcome.effect is Effect.DENY and not idempotent):
+            return
         budgets: Sequence[BudgetSpec] = ()
         rate_limits: Sequence[RateLimitSpec] = ()
-        if policy is not None and outcome.effect is not Effect.DENY:
+        if outcome.effect is not Effect.DENY:
             budgets, rate_limits = policy.budgets, policy.rate_limits
-        if not (allow or idempotent or budgets or rate_limits):
-            return
         if not request.run.run_id and _counts_runs(budgets, rate_limits):
             self.metrics.policy_errors.inc()
             outcome.deny(
@@ -178,7 +242,20 @@ class Pipeline:
                 "the policy declared a run budget or rate limit but the request has no run.run_id",
             )
             return
-        ttl = (policy.reservation_ttl_seconds if policy else None) or self.reservation_ttl_seconds
+        ttl = policy.reservation_ttl_seconds or self.reservation_ttl_seconds
+        new_approval: NewApproval | None = None
+        created: Approval | None = None
+        if outcome.effect is Effect.REQUIRE_APPROVAL and not request.dry_run:
+            created, new_approval = approval_request(
+                request,
+                policy.approval or _DEFAULT_REQUIREMENT,
+                approval_id=self.new_id(),
+                decision_id=decision_id,
+                policy_revision=outcome.revision,
+                reasons=outcome.reasons,
+                now=decided_at,
+            )
+        presented = outcome.approval
         admission = Admission(
             tenant_id=request.tenant_id,
             decision_id=decision_id,
@@ -191,16 +268,16 @@ class Pipeline:
             consume=allow,
             reservation_ttl_seconds=ttl,
             metadata=encode_reservation(request, budgets) if allow else "",
-            idempotency=(
-                Idempotency(
-                    request.idempotency_key,
-                    request_fingerprint(request),
-                    # recorded as the policy made it; a refusal below is not recorded
-                    encode_decision(self._decision(outcome, decision_id, decided_at), budgets),
-                )
-                if idempotent
+            idempotency=self._idempotency(request, outcome, decision_id, decided_at, budgets)
+            if idempotent
+            else None,
+            action_class="" if outcome.effect is Effect.DENY else policy.action_class,
+            presented_approval=(
+                PresentedApproval(presented.approval_id, presented.action_sha256, consume=allow)
+                if presented
                 else None
             ),
+            new_approval=new_approval,
         )
         started = self.clock.monotonic()
         try:
@@ -219,9 +296,24 @@ class Pipeline:
         finally:
             outcome.latency_ms["budget"] = (self.clock.monotonic() - started) * 1000
         self._count_admission(result)
-        if result.verdict is Verdict.REPLAYED:
+        self._emit_expired(request.tenant_id, result.expired_approvals, decided_at)
+        verdict = result.verdict
+        if verdict is Verdict.REPLAYED:
             recorded, specs = decode_decision(result.recorded_decision)
-            outcome.replayed = replace(recorded, budgets=budget_statuses(specs, result.usage))
+            ticket = None
+            if result.approval_id and result.approval_expires_at is not None:
+                ticket = ApprovalTicket(
+                    result.approval_id, result.approval_state, result.approval_expires_at
+                )
+            outcome.replayed = replace(
+                recorded, budgets=budget_statuses(specs, result.usage), ticket=ticket
+            )
+        elif verdict is Verdict.CONTROLLED:
+            outcome.deny(result.control_code)
+        elif verdict is Verdict.APPROVAL_INVALID:
+            problem = result.approval_state
+            self.metrics.approvals_invalid.labels(problem).inc()
+            outcome.deny(reasons.APPROVAL_INVALID, f"approval {problem}", why=_WHY[problem])
         elif result.overrun is not None:
             scope, unit = result.overrun.budget.scope.value, result.overrun.unit
             outcome.deny(_UNIT_REASONS[unit], scope=scope)
@@ -236,6 +328,85 @@ class Pipeline:
             outcome.budgets = budget_statuses(budgets, result.usage)
             if allow:
                 self.metrics.reservations_open.inc()
+            if allow and presented is not None:
+                self._emit_approval(
+                    presented, "approved", "consumed", request.principal.id, decision_id, decided_at
+                )
+            if result.approval_id and result.approval_expires_at is not None:
+                outcome.ticket = ApprovalTicket(
+                    result.approval_id, "pending", result.approval_expires_at
+                )
+                if created is not None and result.approval_id == created.approval_id:
+                    self.metrics.approvals_created.inc()
+                    self._emit_approval(
+                        replace(created, expires_at=result.approval_expires_at),
+                        None,
+                        "pending",
+                        request.principal.id,
+                        decision_id,
+                        decided_at,
+                    )
+
+    def _idempotency(
+        self,
+        request: AuthorizeRequest,
+        outcome: _Outcome,
+        decision_id: str,
+        decided_at: datetime,
+        budgets: Sequence[BudgetSpec],
+    ) -> Idempotency:
+        """The key to record, with the decision as the policy made it (a refusal by
+        the store is not recorded). A request presenting a verified approval has a
+        base fingerprint without it: it continues a recorded REQUIRE_APPROVAL."""
+        fingerprint = request_fingerprint(request)
+        base = fingerprint
+        if outcome.approval is not None:
+            base = request_fingerprint(replace(request, approval_id=""))
+        return Idempotency(
+            request.idempotency_key,
+            fingerprint,
+            base,
+            encode_decision(self._decision(outcome, decision_id, decided_at), budgets),
+        )
+
+    def _emit_approval(
+        self,
+        approval: Approval,
+        previous: str | None,
+        state: str,
+        actor_id: str,
+        decision_id: str,
+        now: datetime,
+    ) -> None:
+        """The event of a transition this decision caused (creation, consumption); the
+        actor is the requesting principal."""
+        actor = Identity(method="agent", principal_id=actor_id, tenant_id=approval.tenant_id)
+        event = approval_event(
+            event_id=self.new_id(),
+            time=now,
+            tenant_id=approval.tenant_id,
+            approval_id=approval.approval_id,
+            previous=previous,
+            state=state,
+            actor=actor,
+            approval=approval,
+            decision_id=decision_id,
+        )
+        emit_counted(self.events, event, self.metrics.decision_log_errors)
+
+    def _emit_expired(self, tenant_id: str, approval_ids: Sequence[str], now: datetime) -> None:
+        for approval_id in approval_ids:
+            self.metrics.approvals_expired.inc()
+            event = approval_event(
+                event_id=self.new_id(),
+                time=now,
+                tenant_id=tenant_id,
+                approval_id=approval_id,
+                previous=None,
+                state="expired",
+                actor=None,
+            )
+            emit_counted(self.events, event, self.metrics.decision_log_errors)
 
     def _count_admission(self, result: AdmissionResult) -> None:
         metrics = self.metrics
@@ -265,6 +436,7 @@ class Pipeline:
             budgets=outcome.budgets,
             policy_revision=outcome.revision,
             decided_at=decided_at,
+            ticket=outcome.ticket if outcome.effect is Effect.REQUIRE_APPROVAL else None,
         )
 
     def _observe(self, decision: Decision, outcome: _Outcome) -> None:

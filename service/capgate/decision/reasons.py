@@ -15,6 +15,10 @@ CALL_LIMIT_EXCEEDED = "CALL_LIMIT_EXCEEDED"
 TOKEN_LIMIT_EXCEEDED = "TOKEN_LIMIT_EXCEEDED"
 BUDGET_STORE_UNAVAILABLE = "BUDGET_STORE_UNAVAILABLE"
 RATE_LIMITED = "RATE_LIMITED"
+APPROVAL_INVALID = "APPROVAL_INVALID"
+RUN_STOPPED = "RUN_STOPPED"
+TENANT_READ_ONLY = "TENANT_READ_ONLY"
+TENANT_FROZEN = "TENANT_FROZEN"
 
 _MESSAGES = {
     POLICY_ERROR: "the policy could not produce a decision; denied",
@@ -24,6 +28,10 @@ _MESSAGES = {
     TOKEN_LIMIT_EXCEEDED: "this call would exceed the {scope} token budget",
     BUDGET_STORE_UNAVAILABLE: "the budget store is unavailable; denied",
     RATE_LIMITED: "the {key} rate limit is exhausted; retry after {retry_after_ms} ms",
+    APPROVAL_INVALID: "the approval cannot be used: {why}",
+    RUN_STOPPED: "an operator stopped this run; denied",
+    TENANT_READ_ONLY: "the tenant is read-only: only read capabilities are allowed",
+    TENANT_FROZEN: "the tenant is frozen: every capability is denied",
 }
 
 

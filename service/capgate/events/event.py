@@ -5,7 +5,9 @@ Shape (schema_version ``capgate.decision_event.v1``; all times RFC 3339 UTC)::
     {"schema_version", "event_id" (UUIDv7, RFC 9562), "event_type": "decision", "time",
      "decision_id", "tenant_id", "principal": {id, on_behalf_of, delegation_chain, scopes,
      roles}, "capability", "tool", "run": {run_id, workflow, step, trace_id},
-     "effect", "reasons": [{code, message}], "obligations", "approval", "budgets",
+     "effect", "reasons": [{code, message}], "obligations",
+     "approval": {approver_roles, min_approvals, ttl_seconds, approval_id, state,
+                  expires_at} | null, "budgets",
      "policy_revision", "dry_run", "idempotent_replay": bool,
      "shadow": {effect, reasons} | null,
      "input": <the policy input document, masked>, "masked": [erased paths],
@@ -23,12 +25,30 @@ A settlement event (``event_type: "settlement"``) records how an allowed call en
      "committed_cost": {usd_micros, tokens}, "overrun_usd_micros",
      "expired_before_settlement": bool, "changes": [{resource, field, before, after}],
      "result": {...}, "budgets": [...]}
+
+An approval event (``event_type: "approval"``) records one transition of an approval
+(created, approved or rejected by a vote, a vote short of the quorum, consumed,
+expired); a control event (``event_type: "control"``) one operator action::
+
+    {"schema_version", "event_id", "event_type": "approval", "time", "tenant_id",
+     "approval_id", "transition": {"from": state | null, "to": state},
+     "actor": {"principal_id", "roles", "method"} | null, "decision_id",
+     "approval": {requester_principal_id, on_behalf_of, capability, tool,
+                  parameters_sha256, action_sha256, policy_revision, approver_roles,
+                  min_approvals, votes: [{principal_id, roles, verdict, comment, time}],
+                  expires_at} | null,
+     "comment"}
+    {"schema_version", "event_id", "event_type": "control", "time", "tenant_id",
+     "action": "stop_run" | "set_tenant_mode", "actor": {...}, "run_id", "mode",
+     "previous_mode", "reason"}
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from capgate.approvals.model import Approval
 from capgate.clock import rfc3339
 from capgate.decision.codec import ReservationInfo
 from capgate.decision.model import (
@@ -41,6 +61,7 @@ from capgate.decision.model import (
     SettleRequest,
 )
 from capgate.events.mask import erase_paths
+from capgate.identity.model import Identity
 
 SCHEMA_VERSION = "capgate.decision_event.v1"
 
@@ -87,7 +108,7 @@ def decision_event(
         "effect": decision.effect.value,
         "reasons": _reasons(decision.reasons),
         "obligations": [{"type": o.type, "parameters": o.parameters} for o in decision.obligations],
-        "approval": _shallow(decision.approval) if decision.approval else None,
+        "approval": _approval_asked(decision) if decision.approval else None,
         "budgets": [_shallow(b) for b in decision.budgets],
         "policy_revision": decision.policy_revision,
         "dry_run": request.dry_run,
@@ -132,6 +153,110 @@ def settlement_event(
         "changes": [_shallow(c) for c in request.changes],
         "result": dict(request.result),
         "budgets": [_shallow(b) for b in settlement.budgets],
+    }
+
+
+def approval_event(
+    *,
+    event_id: str,
+    time: datetime,
+    tenant_id: str,
+    approval_id: str,
+    previous: str | None,
+    state: str,
+    actor: Identity | None,
+    approval: Approval | None = None,
+    decision_id: str = "",
+    comment: str = "",
+) -> dict[str, Any]:
+    """The event of one approval transition; ``approval`` is None for an expiry found
+    by a sweep (only the id is known), ``actor`` None for an expiry."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "event_type": "approval",
+        "time": rfc3339(time),
+        "tenant_id": tenant_id,
+        "approval_id": approval_id,
+        "transition": {"from": previous, "to": state},
+        "actor": _actor(actor) if actor else None,
+        "decision_id": decision_id,
+        "approval": _approval(approval) if approval else None,
+        "comment": comment,
+    }
+
+
+def control_event(
+    *,
+    event_id: str,
+    time: datetime,
+    tenant_id: str,
+    action: str,
+    actor: Identity,
+    reason: str,
+    run_id: str = "",
+    mode: str = "",
+    previous_mode: str = "",
+) -> dict[str, Any]:
+    """The event of one operator action (``stop_run`` or ``set_tenant_mode``)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "event_type": "control",
+        "time": rfc3339(time),
+        "tenant_id": tenant_id,
+        "action": action,
+        "actor": _actor(actor),
+        "run_id": run_id,
+        "mode": mode,
+        "previous_mode": previous_mode,
+        "reason": reason,
+    }
+
+
+def _approval_asked(decision: Decision) -> dict[str, Any]:
+    """What a REQUIRE_APPROVAL asked for, and the approval it waits for."""
+    asked: dict[str, Any] = _shallow(decision.approval)
+    ticket = decision.ticket
+    if ticket is not None:
+        asked.update(
+            approval_id=ticket.approval_id,
+            state=ticket.state,
+            expires_at=rfc3339(ticket.expires_at),
+        )
+    return asked
+
+
+def _actor(identity: Identity) -> dict[str, Any]:
+    return {
+        "principal_id": identity.principal_id,
+        "roles": list(identity.roles),
+        "method": identity.method,
+    }
+
+
+def _approval(approval: Approval) -> dict[str, Any]:
+    return {
+        "requester_principal_id": approval.requester_principal_id,
+        "on_behalf_of": approval.on_behalf_of,
+        "capability": approval.capability,
+        "tool": approval.tool,
+        "parameters_sha256": approval.parameters_sha256,
+        "action_sha256": approval.action_sha256,
+        "policy_revision": approval.policy_revision,
+        "approver_roles": list(approval.approver_roles),
+        "min_approvals": approval.min_approvals,
+        "votes": [
+            {
+                "principal_id": v.principal_id,
+                "roles": list(v.roles),
+                "verdict": v.verdict.value,
+                "comment": v.comment,
+                "time": rfc3339(v.decided_at),
+            }
+            for v in approval.votes
+        ],
+        "expires_at": rfc3339(approval.expires_at),
     }
 
 

@@ -124,6 +124,48 @@ class Metrics:
             registry=registry,
         )
 
+        self.approvals_created = Counter(
+            "capgate_approvals_created_total",
+            "Approvals created by REQUIRE_APPROVAL decisions.",
+            registry=registry,
+        )
+        self.approvals_decided = Counter(
+            "capgate_approvals_decided_total",
+            "Approver verdicts recorded, by verdict (approve, reject).",
+            ["verdict"],
+            registry=registry,
+        )
+        self.approvals_expired = Counter(
+            "capgate_approvals_expired_total",
+            "Approvals that expired pending or unused.",
+            registry=registry,
+        )
+        self.approvals_invalid = Counter(
+            "capgate_approvals_invalid_total",
+            "Authorize calls denied APPROVAL_INVALID, by why (missing, pending, rejected, "
+            "expired, consumed, mismatch).",
+            ["why"],
+            registry=registry,
+        )
+        self.approval_latency = Histogram(
+            "capgate_approval_latency_seconds",
+            "From an approval's creation to the verdict that settled it.",
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600),
+            registry=registry,
+        )
+        self.control_actions = Counter(
+            "capgate_control_actions_total",
+            "Operator actions, by action (stop_run, set_tenant_mode).",
+            ["action"],
+            registry=registry,
+        )
+        self.authentication_failures = Counter(
+            "capgate_authentication_failures_total",
+            "Calls refused UNAUTHENTICATED or PERMISSION_DENIED, by status.",
+            ["status"],
+            registry=registry,
+        )
+
     def reservations_released(self, count: int) -> None:
         """``count`` reservations released by their TTL (seen by Authorize or Settle)."""
         if count:

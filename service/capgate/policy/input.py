@@ -6,9 +6,13 @@ https://protobuf.dev/programming-guides/json/): a field at its default value (``
 with ``object.get``. Two departures from proto3 JSON: int64 values are JSON numbers,
 not strings, and whole-number parameters are integers. Facts the sidecar
 established itself are added beside the request:
-  - ``identity``: how the principal was established, e.g. ``{"method": "insecure"}``;
-  - ``tenant_mode``: ``"normal"``, ``"read_only"`` or ``"frozen"``;
+  - ``identity``: how the principal was established (``method``: ``jwt``, ``mtls`` or
+    ``insecure``), its ``principal_id`` and verified ``claims``;
+  - ``approval``: the approval the request presents, only once the sidecar verified
+    it (see approvals/flow.py ``approval_fact``); absent otherwise;
   - ``request_time``: RFC 3339 UTC time of the decision, with microseconds.
+The tenant's mode and the run's stop are not in the input: the sidecar enforces them
+in the same Redis step as the budgets, after the policy (DESIGN §6).
 Keeping the document small matters: rego-cpp's cost of ``set_input`` grows with it.
 """
 
@@ -27,8 +31,8 @@ def build_input(
     request: AuthorizeRequest,
     *,
     identity: dict[str, Any],
-    tenant_mode: str,
     request_time: datetime,
+    approval: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The input document for ``request``; see the module docstring for its shape.
 
@@ -71,7 +75,8 @@ def build_input(
         }
     )
     document["identity"] = identity
-    document["tenant_mode"] = tenant_mode
+    if approval is not None:
+        document["approval"] = approval
     document["request_time"] = rfc3339(request_time)
     return document
 
