@@ -59,10 +59,8 @@ class RunningCapgate:
     def event_for(self, decision_id: str) -> dict[str, Any]:
         matches = [
             e
-            for e in self.events()
-            if e["decision_id"] == decision_id
-            and e["event_type"] == "decision"
-            and not e["idempotent_replay"]
+            for e in self.events("decision")
+            if e["decision_id"] == decision_id and not e["idempotent_replay"]
         ]
         assert len(matches) == 1, f"expected one decision-log line for {decision_id}"
         return matches[0]
@@ -70,14 +68,21 @@ class RunningCapgate:
 
 @asynccontextmanager
 async def start_capgate(
-    *, bundle: Path, redis_url: str, decision_log: Path, deadline_ms: int = 250
+    *,
+    bundle: Path,
+    redis_url: str,
+    decision_log: Path,
+    deadline_ms: int = 250,
+    identity: dict[str, Any] | None = None,
 ) -> AsyncIterator[RunningCapgate]:
-    """capgate in this event loop, on port 0, with its bundle active and a client."""
+    """capgate in this event loop, on port 0, with its bundle active and a client.
+    ``identity``: the ``identity`` settings section (default: insecure)."""
     settings = load_settings(
         server={"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"},
         policy={"bundle": bundle},
         budget={"redis_url": redis_url, "deadline_ms": deadline_ms},
         decision_log={"path": decision_log},
+        identity=identity or {},
     )
     app = build_app(settings)
     server = CapgateServer(app)

@@ -113,13 +113,36 @@ def _invalid_request_errors() -> Iterator[None]:
         raise
 
 
-class AsyncClient:
-    """asyncio client: ``async with AsyncClient(target) as c: await c.authorize(...)``."""
+def bearer_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata carrying ``token`` as ``authorization: Bearer <token>`` (RFC 6750
+    §2.1), which capgate verifies in ``--identity jwt`` mode; empty without a token."""
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
-    def __init__(self, target: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        self._channel = grpc.aio.insecure_channel(target)
+
+class AsyncClient:
+    """asyncio client: ``async with AsyncClient(target) as c: await c.authorize(...)``.
+
+    ``token``: a JWT sent with every call (``--identity jwt``); ``credentials``: TLS
+    channel credentials (``grpc.ssl_channel_credentials(...)``, with a client
+    certificate for ``--identity mtls``); without them the channel is plaintext.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._channel = (
+            grpc.aio.secure_channel(target, credentials)
+            if credentials
+            else grpc.aio.insecure_channel(target)
+        )
         self._stub = api_grpc.AuthorizationServiceStub(self._channel)
         self._timeout = timeout_seconds
+        self._metadata = bearer_metadata(token)
 
     async def authorize(self, **kwargs: Any) -> AuthorizeResult:
         """Arguments as :func:`build_request`. Raises InvalidRequestError or grpc.RpcError."""
@@ -127,7 +150,9 @@ class AsyncClient:
 
     async def authorize_message(self, request: api.AuthorizeRequest) -> AuthorizeResult:
         with _invalid_request_errors():
-            response = await self._stub.Authorize(request, timeout=self._timeout)
+            response = await self._stub.Authorize(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
         return AuthorizeResult.from_proto(response)
 
     async def settle(self, **kwargs: Any) -> SettleResult:
@@ -136,7 +161,7 @@ class AsyncClient:
         another outcome), UNAVAILABLE (retry: Settle is idempotent)."""
         with _invalid_request_errors():
             response = await self._stub.Settle(
-                build_settle_request(**kwargs), timeout=self._timeout
+                build_settle_request(**kwargs), timeout=self._timeout, metadata=self._metadata
             )
         return SettleResult.from_proto(response)
 
@@ -156,12 +181,25 @@ class AsyncClient:
 
 
 class Client:
-    """Blocking client: ``with Client(target) as c: c.authorize(...)``."""
+    """Blocking client: ``with Client(target) as c: c.authorize(...)``; ``token`` and
+    ``credentials`` as :class:`AsyncClient`."""
 
-    def __init__(self, target: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        self._channel = grpc.insecure_channel(target)
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._channel = (
+            grpc.secure_channel(target, credentials)
+            if credentials
+            else grpc.insecure_channel(target)
+        )
         self._stub = api_grpc.AuthorizationServiceStub(self._channel)
         self._timeout = timeout_seconds
+        self._metadata = bearer_metadata(token)
 
     def authorize(self, **kwargs: Any) -> AuthorizeResult:
         """Arguments as :func:`build_request`. Raises InvalidRequestError or grpc.RpcError."""
@@ -169,13 +207,15 @@ class Client:
 
     def authorize_message(self, request: api.AuthorizeRequest) -> AuthorizeResult:
         with _invalid_request_errors():
-            response = self._stub.Authorize(request, timeout=self._timeout)
+            response = self._stub.Authorize(request, timeout=self._timeout, metadata=self._metadata)
         return AuthorizeResult.from_proto(response)
 
     def settle(self, **kwargs: Any) -> SettleResult:
         """Arguments as :func:`build_settle_request`; errors as :meth:`AsyncClient.settle`."""
         with _invalid_request_errors():
-            response = self._stub.Settle(build_settle_request(**kwargs), timeout=self._timeout)
+            response = self._stub.Settle(
+                build_settle_request(**kwargs), timeout=self._timeout, metadata=self._metadata
+            )
         return SettleResult.from_proto(response)
 
     def close(self) -> None:

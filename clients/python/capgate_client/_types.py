@@ -51,7 +51,10 @@ class BudgetUsage:
 
 @dataclass(frozen=True, slots=True)
 class AuthorizeResult:
-    """A decision. ``effect`` is "ALLOW", "DENY" or "REQUIRE_APPROVAL"."""
+    """A decision. ``effect`` is "ALLOW", "DENY" or "REQUIRE_APPROVAL". For
+    REQUIRE_APPROVAL, ``approval_id`` names the approval to wait for (its
+    ``approval_state``: "PENDING", "APPROVED", ...; ``approval_expires_at``); retry
+    Authorize with it, and the same idempotency key, once it is APPROVED."""
 
     decision_id: str
     effect: str
@@ -62,6 +65,9 @@ class AuthorizeResult:
     min_approvals: int
     policy_revision: str
     decided_at: datetime
+    approval_id: str = ""
+    approval_state: str = ""
+    approval_expires_at: datetime | None = None
 
     @property
     def allowed(self) -> bool:
@@ -89,6 +95,15 @@ class AuthorizeResult:
             min_approvals=response.approval.min_approvals,
             policy_revision=response.policy_revision,
             decided_at=response.decided_at.ToDatetime(tzinfo=UTC),
+            approval_id=response.approval.approval_id,
+            approval_state=types.ApprovalState.Name(response.approval.state).removeprefix(
+                "APPROVAL_STATE_"
+            )
+            if response.approval.state
+            else "",
+            approval_expires_at=response.approval.expires_at.ToDatetime(tzinfo=UTC)
+            if response.approval.HasField("expires_at")
+            else None,
         )
 
 

@@ -40,6 +40,7 @@ from capgate.budget.store import (
 )
 from capgate.decision.model import BudgetScope, Cost, Outcome, RateLimitSpec
 from capgate.errors import (
+    BudgetStoreUnavailable,
     IdempotencyConflict,
     ReservationNotFound,
     SettlementConflict,
@@ -162,6 +163,24 @@ class RedisBudgetStore:
             admission.rate_limits[int(reply[1]) - 1], retry_after_ms=-(-int(reply[2]) // 1000)
         )
         return AdmissionResult(Verdict.RATE_LIMITED, throttle=throttle, released=int(reply[3]))
+
+    async def recorded(self, tenant_id: str, key: str, fingerprint: str) -> AdmissionResult | None:
+        """The decision recorded under idempotency ``key`` for this exact request
+        (``fingerprint``), as a REPLAYED result; None when there is none.
+
+        Raises:
+            BudgetStoreUnavailable: Redis did not answer within the deadline.
+        """
+        record = keys.idempotency_key(tenant_id, key)
+        try:
+            async with asyncio.timeout(self._deadline):
+                seen, decision, usage_csv = await self._client.hmget(record, ["f", "d", "r"])
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise BudgetStoreUnavailable(f"budget store: {type(exc).__name__}: {exc}") from exc
+        if seen is None or text(seen) != fingerprint:
+            return None
+        values = [int(v) for v in text(usage_csv).split(",")] if usage_csv else []
+        return AdmissionResult(Verdict.REPLAYED, _usage(values), recorded_decision=text(decision))
 
     async def settle(
         self, *, tenant_id: str, decision_id: str, outcome: Outcome, actual: Cost | None

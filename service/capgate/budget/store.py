@@ -181,6 +181,11 @@ class BudgetStore(Protocol):
         """
         ...
 
+    async def recorded(self, tenant_id: str, key: str, fingerprint: str) -> AdmissionResult | None:
+        """The decision recorded under idempotency ``key`` for the request with this
+        ``fingerprint`` (REPLAYED), or None. Raises BudgetStoreUnavailable."""
+        ...
+
     async def settle(
         self, *, tenant_id: str, decision_id: str, outcome: Outcome, actual: Cost | None
     ) -> SettleResult:

@@ -143,7 +143,7 @@ class Pipeline:
         input_document: dict[str, Any] = {}
         if request.approval_id:
             await self._check_approval(request, outcome, decided_at)
-        if not outcome.reasons:
+        if not outcome.reasons and outcome.replayed is None:
             input_document = build_input(
                 request,
                 identity=identity.fact(),
@@ -188,11 +188,38 @@ class Pipeline:
             return
         self._emit_expired(request.tenant_id, expired, now)
         problem = approval_problem(approval, request, now)
+        if problem == "consumed" and request.idempotency_key:
+            # the retry of the call that consumed it gets that call's decision again
+            await self._replay(request, outcome)
+            if outcome.replayed is not None:
+                return
         if problem is not None:
             self.metrics.approvals_invalid.labels(problem).inc()
             outcome.deny(reasons.APPROVAL_INVALID, f"approval {problem}", why=_WHY[problem])
             return
         outcome.approval = approval
+
+    async def _replay(self, request: AuthorizeRequest, outcome: _Outcome) -> None:
+        """Set ``outcome.replayed`` to the decision recorded for this exact request."""
+        try:
+            result = await self.budgets.recorded(
+                request.tenant_id, request.idempotency_key, request_fingerprint(request)
+            )
+        except BudgetStoreUnavailable:
+            return  # the refusal that follows stands; a retry may replay
+        if result is not None:
+            self._count_admission(result)
+            outcome.replayed = self._replayed(result)
+
+    def _replayed(self, result: AdmissionResult) -> Decision:
+        """The recorded decision of a REPLAYED result, with its budgets and approval."""
+        recorded, specs = decode_decision(result.recorded_decision)
+        ticket = None
+        if result.approval_id and result.approval_expires_at is not None:
+            ticket = ApprovalTicket(
+                result.approval_id, result.approval_state, result.approval_expires_at
+            )
+        return replace(recorded, budgets=budget_statuses(specs, result.usage), ticket=ticket)
 
     def _evaluate_policy(self, input_document: dict[str, Any], outcome: _Outcome) -> None:
         engine = self.policy.engine
@@ -299,15 +326,7 @@ class Pipeline:
         self._emit_expired(request.tenant_id, result.expired_approvals, decided_at)
         verdict = result.verdict
         if verdict is Verdict.REPLAYED:
-            recorded, specs = decode_decision(result.recorded_decision)
-            ticket = None
-            if result.approval_id and result.approval_expires_at is not None:
-                ticket = ApprovalTicket(
-                    result.approval_id, result.approval_state, result.approval_expires_at
-                )
-            outcome.replayed = replace(
-                recorded, budgets=budget_statuses(specs, result.usage), ticket=ticket
-            )
+            outcome.replayed = self._replayed(result)
         elif verdict is Verdict.CONTROLLED:
             outcome.deny(result.control_code)
         elif verdict is Verdict.APPROVAL_INVALID:
