@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from capgate.app import App, build_app
+from capgate.budget import connection, keys
 from capgate.local.redis_server import RedisServer
 from capgate.server import CapgateServer
 from capgate.settings import load_settings
@@ -32,6 +35,9 @@ ALLOWED_REFUND: dict[str, Any] = {
     "workflow": "refund_request",
 }
 DEFAULT_BUNDLE = ROOT / "bundles" / "default"
+# Tenant ids that try to break out of a Redis key or its hash tag.
+HOSTILE_TENANTS = ["{a}", "a}{b", "a:b", "line\nbreak", "x" * 10_240, "ünï"]
+
 OPA = ROOT / ".tools" / "bin" / "opa"
 
 
@@ -74,11 +80,16 @@ async def start_capgate(
     decision_log: Path,
     deadline_ms: int = 250,
     identity: dict[str, Any] | None = None,
+    tls: dict[str, Any] | None = None,
 ) -> AsyncIterator[RunningCapgate]:
     """capgate in this event loop, on port 0, with its bundle active and a client.
-    ``identity``: the ``identity`` settings section (default: insecure)."""
+    ``identity``: the ``identity`` settings section (default: insecure); ``tls``: the
+    ``server.tls`` section (the bundled client then speaks plaintext and fails)."""
+    server_settings: dict[str, Any] = {"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"}
+    if tls is not None:
+        server_settings["tls"] = tls
     settings = load_settings(
-        server={"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"},
+        server=server_settings,
         policy={"bundle": bundle},
         budget={"redis_url": redis_url, "deadline_ms": deadline_ms},
         decision_log={"path": decision_log},
@@ -165,3 +176,22 @@ def redis_cluster() -> Iterator[RedisClusterNodes]:
     """A real three-primary Redis Cluster on loopback ports, for the session."""
     with RedisClusterNodes(primaries=3) as cluster:
         yield cluster
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+async def redis(
+    request: pytest.FixtureRequest, redis_server: RedisServer, redis_cluster: RedisClusterNodes
+) -> AsyncIterator[Redis | RedisCluster]:
+    url = redis_server.url if request.param == "standalone" else redis_cluster.url
+    client = connection.redis_client(connection.parse_redis_url(url))
+    yield client
+    await client.aclose()
+
+
+async def tenant_keys(redis: Redis | RedisCluster, tenant_id: str) -> list[str]:
+    pattern = keys.tenant_tag(tenant_id) + ":*"  # escaped ids hold no glob characters
+    if isinstance(redis, RedisCluster):
+        found = await redis.keys(pattern, target_nodes=RedisCluster.ALL_NODES)
+    else:
+        found = await redis.keys(pattern)
+    return sorted(k.decode() for k in found)

@@ -1,4 +1,6 @@
-"""The ``capgate`` command line (typer): ``serve``, ``demo`` and ``costs``."""
+"""The ``capgate`` command line (typer): ``serve``, ``demo`` and ``costs``; and the
+operator commands ``approvals``, ``runs``, ``tenants`` and ``status`` over the gRPC
+API (capgate/operator/commands.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import typer
 import uvloop
 
 from capgate.errors import ConfigError
+from capgate.operator import commands as operator_commands
 
 
 class IdentityMode(StrEnum):
@@ -191,6 +194,13 @@ def costs(
             "-" if rate is None else f"{rate:.1%}",
         )
     Console().print(table)
+
+
+# The operator commands, over the gRPC API (capgate/operator/).
+app.add_typer(operator_commands.approvals, name="approvals")
+app.add_typer(operator_commands.runs, name="runs")
+app.add_typer(operator_commands.tenants, name="tenants")
+app.command("status")(operator_commands.status)
 
 
 def main() -> None:

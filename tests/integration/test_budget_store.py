@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,6 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from capgate.budget import keys
-from capgate.budget.connection import parse_redis_url, redis_client
 from capgate.budget.redis_store import AUTHORIZE_SCRIPT, RedisBudgetStore
 from capgate.budget.store import Admission, Idempotency, Subjects, Verdict
 from capgate.decision.model import (
@@ -32,22 +31,11 @@ from capgate.decision.model import (
     RateLimitSpec,
 )
 from capgate.errors import IdempotencyConflict, ReservationNotFound, SettlementConflict
-from capgate.local.redis_server import RedisServer
+from tests.conftest import HOSTILE_TENANTS, tenant_keys
 from tests.redis_topology import RedisClusterNodes
 
 TENANT_MONTH = BudgetSpec(BudgetScope.TENANT, BudgetWindow.MONTH, limit_usd_micros=1_000)
 RUN_CALLS = BudgetSpec(BudgetScope.RUN, BudgetWindow.RUN, limit_calls=3)
-HOSTILE_TENANTS = ["{a}", "a}{b", "a:b", "line\nbreak", "x" * 10_240, "ünï"]
-
-
-@pytest.fixture(params=["standalone", "cluster"])
-async def redis(
-    request: pytest.FixtureRequest, redis_server: RedisServer, redis_cluster: RedisClusterNodes
-) -> AsyncIterator[Redis | RedisCluster]:
-    url = redis_server.url if request.param == "standalone" else redis_cluster.url
-    client = redis_client(parse_redis_url(url))
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -89,15 +77,6 @@ def tenant() -> str:
 async def usage(redis: Redis | RedisCluster, key: str) -> dict[str, int]:
     raw = await redis.hgetall(key)
     return {k.decode(): int(v) for k, v in raw.items()}
-
-
-async def tenant_keys(redis: Redis | RedisCluster, tenant_id: str) -> list[str]:
-    pattern = keys.tenant_tag(tenant_id) + ":*"  # escaped ids hold no glob characters
-    if isinstance(redis, RedisCluster):
-        found = await redis.keys(pattern, target_nodes=RedisCluster.ALL_NODES)
-    else:
-        found = await redis.keys(pattern)
-    return sorted(k.decode() for k in found)
 
 
 async def test_admits_until_a_budget_would_be_exceeded_then_names_it(

@@ -1,0 +1,365 @@
+"""The operator commands (typer): ``approvals``, ``runs``, ``tenants`` and ``status``,
+mounted by ``capgate.cli``. Each parses its flags, calls :class:`Operator` and prints
+through :mod:`capgate.operator.render`; nothing else.
+
+Exit codes: 0 done; 1 the server answered with an error status (``capgate:
+STATUS: details`` on stderr); 2 a flag or file that cannot be used; 130 a watch
+stopped with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from google.protobuf.message import Message
+from rich.console import Console, RenderableType
+
+from capgate.operator import render
+from capgate.operator.calls import Operator, open_operator
+from capgate.operator.connection import DEFAULT_TARGET, DEFAULT_TIMEOUT_SECONDS, load_connection
+from capgate.operator.errors import OperatorError
+from capgate.v1 import approval_service_pb2 as approvals_api
+from capgate.v1 import control_service_pb2 as control_api
+from capgate.v1 import types_pb2 as types
+
+TOKEN_ENV = "CAPGATE_TOKEN"
+M = TypeVar("M", bound=Message)
+INTERRUPTED_EXIT_CODE = 130
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CONSUMED = "consumed"
+
+
+class Mode(StrEnum):
+    NORMAL = "normal"
+    READ_ONLY = "read-only"
+    FROZEN = "frozen"
+
+
+STATES = {state: types.ApprovalState.Value(f"APPROVAL_STATE_{state.name}") for state in State}
+MODES = {mode: control_api.TenantMode.Value(f"TENANT_MODE_{mode.name}") for mode in Mode}
+
+_CONNECTION = "Connection"
+Target = Annotated[
+    str,
+    typer.Option(
+        envvar="CAPGATE_TARGET", help="capgate's gRPC HOST:PORT", rich_help_panel=_CONNECTION
+    ),
+]
+TokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="CAPGATE_TOKEN_FILE",
+        help=f"file holding the bearer JWT (else ${TOKEN_ENV} holds the token itself)",
+        rich_help_panel=_CONNECTION,
+    ),
+]
+TlsCa = Annotated[
+    Path | None,
+    typer.Option(
+        help="PEM CA bundle to verify capgate's certificate: use TLS", rich_help_panel=_CONNECTION
+    ),
+]
+TlsCert = Annotated[
+    Path | None,
+    typer.Option(help="PEM client certificate (mTLS), with --tls-key", rich_help_panel=_CONNECTION),
+]
+TlsKey = Annotated[
+    Path | None,
+    typer.Option(help="PEM private key of --tls-cert", rich_help_panel=_CONNECTION),
+]
+Timeout = Annotated[
+    float, typer.Option(help="seconds to wait for each call", rich_help_panel=_CONNECTION)
+]
+InsecurePrincipal = Annotated[
+    str,
+    typer.Option(
+        envvar="CAPGATE_INSECURE_PRINCIPAL",
+        help="who you are, for a server in --identity insecure mode only (unverified)",
+        rich_help_panel=_CONNECTION,
+    ),
+]
+InsecureRoles = Annotated[
+    str,
+    typer.Option(
+        envvar="CAPGATE_INSECURE_ROLES",
+        help="your roles, comma-separated, for --identity insecure mode only (unverified)",
+        rich_help_panel=_CONNECTION,
+    ),
+]
+Tenant = Annotated[str, typer.Option(help="the tenant; omit it when your token names one")]
+Json = Annotated[
+    bool, typer.Option("--json", help="print the response message as JSON (proto field names)")
+]
+ApprovalId = Annotated[str, typer.Argument(help="the approval's id")]
+Comment = Annotated[str, typer.Option(help="why; recorded with your vote and in the decision log")]
+Reason = Annotated[str, typer.Option(help="why; recorded in the decision log")]
+
+approvals = typer.Typer(
+    no_args_is_help=True, help="List, inspect, approve, reject and watch approvals."
+)
+runs = typer.Typer(no_args_is_help=True, help="Stop an agent run.")
+tenants = typer.Typer(
+    no_args_is_help=True, help="Put a tenant in normal, read-only or frozen mode."
+)
+
+
+@contextmanager
+def _operator(
+    target: str,
+    token_file: Path | None,
+    tls_ca: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    timeout: float,
+    insecure_principal: str,
+    insecure_roles: str,
+    tenant: str = "",
+) -> Iterator[Operator]:
+    """An Operator for the connection flags; an OperatorError raised while it is open
+    is printed as ``capgate: <message>`` and exits with its code."""
+    try:
+        connection = load_connection(
+            target=target,
+            token_file=token_file,
+            token_env=os.environ.get(TOKEN_ENV),
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            timeout_seconds=timeout,
+            insecure_principal=insecure_principal,
+            insecure_roles=insecure_roles,
+            tenant=tenant,
+        )
+        with open_operator(connection) as operator:
+            yield operator
+    except OperatorError as exc:
+        typer.echo(f"capgate: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+@approvals.command("list")
+def list_approvals(
+    tenant: Tenant = "",
+    state: Annotated[State | None, typer.Option(help="only approvals in this state")] = None,
+    page_size: Annotated[int, typer.Option(help="approvals per page (server default 50)")] = 0,
+    all_pages: Annotated[bool, typer.Option("--all-pages", help="fetch every page")] = False,
+    as_json: Json = False,
+    target: Target = DEFAULT_TARGET,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+    insecure_principal: InsecurePrincipal = "",
+    insecure_roles: InsecureRoles = "",
+) -> None:
+    """A tenant's approvals, newest first."""
+    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
+    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+        state_value = STATES[state] if state else types.APPROVAL_STATE_UNSPECIFIED
+        if all_pages:
+            page = operator.list_all_approvals(tenant, state=state_value, page_size=page_size)
+        else:
+            page = operator.list_approvals(tenant, state=state_value, page_size=page_size)
+    if as_json:
+        typer.echo(render.to_json(page))
+        return
+    title = f"{state.value if state else 'all'} approvals" + (f" of {tenant}" if tenant else "")
+    console = Console()
+    console.print(render.approvals_table(page.approvals, title))
+    if page.next_page_token:
+        console.print("more: --all-pages, or raise --page-size", style="dim")
+
+
+@approvals.command("show")
+def show_approval(
+    approval_id: ApprovalId,
+    tenant: Tenant = "",
+    as_json: Json = False,
+    target: Target = DEFAULT_TARGET,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+    insecure_principal: InsecurePrincipal = "",
+    insecure_roles: InsecureRoles = "",
+) -> None:
+    """One approval: the exact action, its votes and its lifecycle."""
+    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
+    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+        response = operator.get_approval(tenant, approval_id)
+    _print_approval(response, as_json)
+
+
+@approvals.command("approve")
+def approve(
+    approval_id: ApprovalId,
+    tenant: Tenant = "",
+    comment: Comment = "",
+    as_json: Json = False,
+    target: Target = DEFAULT_TARGET,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+    insecure_principal: InsecurePrincipal = "",
+    insecure_roles: InsecureRoles = "",
+) -> None:
+    """Approve: once the quorum approves, the agent's retry with this approval is allowed."""
+    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
+    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+        response = operator.decide_approval(
+            tenant, approval_id, approvals_api.APPROVAL_VERDICT_APPROVE, comment
+        )
+    _print_approval(response, as_json)
+
+
+@approvals.command("reject")
+def reject(
+    approval_id: ApprovalId,
+    tenant: Tenant = "",
+    comment: Comment = "",
+    as_json: Json = False,
+    target: Target = DEFAULT_TARGET,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+    insecure_principal: InsecurePrincipal = "",
+    insecure_roles: InsecureRoles = "",
+) -> None:
+    """Reject: one rejection ends the approval; the agent's retry stays unapproved."""
+    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
+    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+        response = operator.decide_approval(
+            tenant, approval_id, approvals_api.APPROVAL_VERDICT_REJECT, comment
+        )
+    _print_approval(response, as_json)
+
+
+@approvals.command("watch")
+def watch(
+    tenant: Tenant = "",
+    resume_token: Annotated[
+        str, typer.Option(help="continue after this transition (a resume_token printed before)")
+    ] = "",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one WatchApprovalsResponse JSON object per line")
+    ] = False,
+    target: Target = DEFAULT_TARGET,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+    insecure_principal: InsecurePrincipal = "",
+    insecure_roles: InsecureRoles = "",
+) -> None:
+    """Print every approval transition as it happens, until Ctrl-C."""
+    console = Console(highlight=False)
+    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
+    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+        try:
+            for event in operator.watch_approvals(tenant, resume_token):
+                if as_json:
+                    typer.echo(render.to_json(event, one_line=True))
+                else:
+                    console.print(render.transition_line(event))
+        except KeyboardInterrupt:
+            raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
+
+
+@runs.command("stop")
+def stop_run(
+    run_id: Annotated[str, typer.Argument(help="the run to stop")],
+    reason: Reason,
+    tenant: Tenant = "",
+    as_json: Json = False,
+    target: Target = DEFAULT_TARGET,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+    insecure_principal: InsecurePrincipal = "",
+    insecure_roles: InsecureRoles = "",
+) -> None:
+    """Deny every later Authorize of the run with RUN_STOPPED (needs capgate-admin)."""
+    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
+    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+        response = operator.stop_run(tenant, run_id, reason)
+    _print(response, render.run_stopped, as_json)
+
+
+@tenants.command("mode")
+def set_mode(
+    tenant: Annotated[str, typer.Argument(help="the tenant")],
+    mode: Annotated[Mode, typer.Argument(help="what the tenant's agents may still do")],
+    reason: Reason,
+    as_json: Json = False,
+    target: Target = DEFAULT_TARGET,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+    insecure_principal: InsecurePrincipal = "",
+    insecure_roles: InsecureRoles = "",
+) -> None:
+    """normal; read-only (write capabilities denied with TENANT_READ_ONLY); frozen
+    (everything denied with TENANT_FROZEN). Needs capgate-admin."""
+    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
+    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+        response = operator.set_tenant_mode(tenant, MODES[mode], reason)
+    _print(response, render.mode_changed, as_json)
+
+
+def status(
+    tenant: Annotated[
+        str, typer.Option(help="also report this tenant's mode and pending approvals")
+    ] = "",
+    as_json: Json = False,
+    target: Target = DEFAULT_TARGET,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
+    insecure_principal: InsecurePrincipal = "",
+    insecure_roles: InsecureRoles = "",
+) -> None:
+    """Policy revision, Redis reachability, a tenant's mode (needs capgate-admin)."""
+    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
+    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+        response = operator.status(tenant)
+    _print(response, lambda r: render.status_panel(r, tenant), as_json)
+
+
+def _print_approval(
+    response: approvals_api.GetApprovalResponse | approvals_api.DecideApprovalResponse,
+    as_json: bool,
+) -> None:
+    _print(response, lambda r: render.approval_panel(r.approval), as_json)
+
+
+def _print(response: M, human: Callable[[M], RenderableType], as_json: bool) -> None:
+    """``response`` as JSON, or as ``human`` renders it."""
+    if as_json:
+        typer.echo(render.to_json(response))
+    else:
+        Console().print(human(response))

@@ -1,0 +1,229 @@
+"""Responses → what an operator reads (rich tables and panels) or a script parses
+(JSON). Pure: every function returns a string or a rich renderable.
+
+Values from the server (parameters, comments, ids) are wrapped in ``rich.text.Text``
+so that ``[bold]`` in a refund reason is printed, never interpreted as markup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+from google.protobuf import json_format, timestamp_pb2
+from google.protobuf.message import Message
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from capgate.v1 import approval_service_pb2 as approvals_api
+from capgate.v1 import control_service_pb2 as control_api
+from capgate.v1 import types_pb2 as types
+
+STATE_STYLES = {
+    "PENDING": "bold yellow",
+    "APPROVED": "bold green",
+    "REJECTED": "bold red",
+    "EXPIRED": "dim",
+    "CONSUMED": "cyan",
+}
+
+
+def to_json(message: Message, *, one_line: bool = False) -> str:
+    """``message`` as proto3 JSON (json_format): proto field names (``approval_id``),
+    every field even at its default, enums by name, timestamps RFC 3339."""
+    return json_format.MessageToJson(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        indent=None if one_line else 2,
+    )
+
+
+def state_name(value: int) -> str:
+    """``APPROVAL_STATE_PENDING`` → ``PENDING``; "-" for UNSPECIFIED."""
+    return types.ApprovalState.Name(value).removeprefix("APPROVAL_STATE_") if value else "-"
+
+
+def mode_name(value: int) -> str:
+    """``TENANT_MODE_READ_ONLY`` → ``READ_ONLY``; "-" for UNSPECIFIED."""
+    return control_api.TenantMode.Name(value).removeprefix("TENANT_MODE_") if value else "-"
+
+
+def when(stamp: timestamp_pb2.Timestamp) -> str:
+    """``2026-05-04 12:00:00 UTC``; "-" for an unset (zero) timestamp."""
+    if not (stamp.seconds or stamp.nanos):
+        return "-"
+    return stamp.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def parameters_json(approval: approvals_api.Approval) -> str:
+    """The approved parameters as compact JSON, sorted, whole numbers without ``.0``."""
+    parameters = _whole_numbers(json_format.MessageToDict(approval.parameters))
+    return json.dumps(parameters, sort_keys=True, ensure_ascii=False)
+
+
+def requester(approval: approvals_api.Approval) -> str:
+    """``refund-agent`` or ``refund-agent for alice``."""
+    principal = approval.requester_principal_id or "-"
+    return f"{principal} for {approval.on_behalf_of}" if approval.on_behalf_of else principal
+
+
+def votes(approval: approvals_api.Approval) -> str:
+    """APPROVE votes over the quorum, e.g. ``1/2``; ``, 1 reject`` when rejected."""
+    approves = sum(v.verdict == approvals_api.APPROVAL_VERDICT_APPROVE for v in approval.votes)
+    rejects = sum(v.verdict == approvals_api.APPROVAL_VERDICT_REJECT for v in approval.votes)
+    text = f"{approves}/{approval.min_approvals}"
+    return f"{text}, {rejects} reject" if rejects else text
+
+
+def approvals_table(approvals: Sequence[approvals_api.Approval], title: str) -> Table:
+    """One row per approval: id, state, requester, capability, tool, parameters,
+    approver roles, votes, expires."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("approval id", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for column in ("requester", "capability", "tool", "parameters", "approver roles"):
+        table.add_column(column, overflow="fold")
+    table.add_column("votes", justify="right", no_wrap=True)
+    table.add_column("expires", no_wrap=True)
+    for approval in approvals:
+        table.add_row(
+            Text(approval.approval_id),
+            _state(approval.state),
+            Text(requester(approval)),
+            Text(approval.capability),
+            Text(approval.tool),
+            Text(parameters_json(approval)),
+            Text(", ".join(approval.approver_roles)),
+            Text(votes(approval)),
+            Text(when(approval.expire_time)),
+        )
+    return table
+
+
+def approval_panel(approval: approvals_api.Approval) -> RenderableType:
+    """Every field of one approval as key: value lines, then its votes and reasons."""
+    fields = _key_values(
+        ("approval id", Text(approval.approval_id)),
+        ("tenant", Text(approval.tenant_id)),
+        ("state", _state(approval.state)),
+        ("requester", Text(requester(approval))),
+        ("capability", Text(approval.capability)),
+        ("tool", Text(approval.tool)),
+        ("parameters", Text(parameters_json(approval))),
+        ("approver roles", Text(", ".join(approval.approver_roles))),
+        ("votes", Text(votes(approval))),
+        ("run", Text(" / ".join(p for p in (approval.workflow, approval.run_id) if p) or "-")),
+        ("reasons", Text("\n".join(f"{r.code}: {r.message}" for r in approval.reasons) or "-")),
+        ("created", Text(when(approval.create_time))),
+        ("expires", Text(when(approval.expire_time))),
+        ("updated", Text(when(approval.update_time))),
+        ("policy revision", Text(approval.policy_revision or "-")),
+        ("requested by", Text(approval.request_decision_id or "-")),
+        ("consumed by", Text(approval.consumed_by_decision_id or "-")),
+        ("action sha256", Text(approval.action_sha256)),
+    )
+    parts: list[RenderableType] = [fields]
+    if approval.votes:
+        table = Table(title="votes", title_justify="left")
+        for column in ("approver", "roles", "verdict", "comment", "time"):
+            table.add_column(column, overflow="fold")
+        for vote in approval.votes:
+            table.add_row(
+                Text(vote.principal_id),
+                Text(", ".join(vote.roles)),
+                Text(
+                    approvals_api.ApprovalVerdict.Name(vote.verdict).removeprefix(
+                        "APPROVAL_VERDICT_"
+                    )
+                ),
+                Text(vote.comment or "-"),
+                Text(when(vote.decide_time)),
+            )
+        parts.append(table)
+    return Panel(Group(*parts), title=f"approval {approval.approval_id}", title_align="left")
+
+
+def transition_line(event: approvals_api.WatchApprovalsResponse) -> Text:
+    """``12:00:03 UTC  <id>  PENDING → APPROVED  by alice  issue_refund payments.create_refund
+    {"amount_usd": 60}``; a new approval shows ``new → PENDING``."""
+    approval = event.approval
+    line = Text(when(approval.update_time) + "  ")
+    line.append(approval.approval_id + "  ")
+    previous = state_name(event.previous_state) if event.previous_state else "new"
+    line.append(f"{previous} → ")
+    line.append_text(_state(approval.state))
+    line.append(f"  by {event.actor_principal_id or '-'}  ")
+    line.append(f"{approval.capability} {approval.tool} {parameters_json(approval)}")
+    return line
+
+
+def status_panel(status: control_api.GetStatusResponse, tenant_id: str) -> RenderableType:
+    """The instance's policy revision, Redis reachability and log errors; the tenant's
+    mode and pending approvals when one was asked for."""
+    reachable = status.budget_store_reachable
+    rows: list[tuple[str, Text]] = [
+        ("instance", Text(status.instance_id or "-")),
+        ("policy revision", Text(status.policy_revision or "none active")),
+        (
+            "budget store",
+            Text(
+                "reachable" if reachable else "UNREACHABLE", style="" if reachable else "bold red"
+            ),
+        ),
+        ("decision log errors", Text(str(status.decision_log_errors))),
+    ]
+    if status.tenant_mode:
+        rows += [
+            ("tenant", Text(tenant_id or "(the token's)")),
+            ("tenant mode", Text(mode_name(status.tenant_mode))),
+            ("pending approvals", Text(str(status.pending_approvals))),
+        ]
+    return Panel(_key_values(*rows), title="capgate status", title_align="left")
+
+
+def run_stopped(response: control_api.StopRunResponse) -> Text:
+    """``run R of tenant T stopped by P at TIME``."""
+    return Text(
+        f"run {response.run_id} of tenant {response.tenant_id} stopped by "
+        f"{response.stopped_by or '-'} at {when(response.stop_time)}: later Authorize "
+        "calls of this run are denied with RUN_STOPPED"
+    )
+
+
+def mode_changed(response: control_api.SetTenantModeResponse) -> Text:
+    """``tenant T: NORMAL → READ_ONLY by P at TIME``."""
+    return Text(
+        f"tenant {response.tenant_id}: {mode_name(response.previous_mode)} → "
+        f"{mode_name(response.mode)} by {response.changed_by or '-'} at "
+        f"{when(response.change_time)}"
+    )
+
+
+def _state(value: int) -> Text:
+    name = state_name(value)
+    return Text(name, style=STATE_STYLES.get(name, ""))
+
+
+def _key_values(*rows: tuple[str, Text]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for key, value in rows:
+        grid.add_row(key, value)
+    return grid
+
+
+def _whole_numbers(value: Any) -> Any:
+    """Struct numbers are doubles: 60.0 → 60, in nested dicts and lists too."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
