@@ -126,8 +126,8 @@ async def capgate(
 
 
 @pytest.fixture(scope="session")
-async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(redis_server.url)
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url)
     yield client
     await client.aclose()
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from capgate.decision.model import AuthorizeRequest, Principal
-from capgate.identity.insecure import InsecureAuthenticator, InsecureIdentity, listen_is_local
+from capgate.identity.insecure import InsecureAuthenticator, listen_is_local
 from capgate.identity.model import Credentials, Identity
 
 
@@ -58,7 +57,3 @@ def test_metadata_names_the_caller() -> None:
 def test_listen_is_local(listen: str, local: bool) -> None:
     assert listen_is_local(listen) is local
 
-
-def test_legacy_insecure_identity() -> None:
-    request = AuthorizeRequest(tenant_id="acme", principal=Principal(id="a"), capability="c")
-    assert InsecureIdentity().resolve(request) == {"method": "insecure"}

@@ -9,9 +9,7 @@ for tools that want it (``x-capgate-principal-id``, ``x-capgate-tenant-id``,
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
-from capgate.decision.model import AuthorizeRequest
 from capgate.identity.model import Credentials, Identity
 from capgate.settings import parse_host_port
 
@@ -61,10 +59,3 @@ def listen_is_local(listen: str) -> bool:
         return address.ipv4_mapped.is_loopback
     return address.is_loopback
 
-
-class InsecureIdentity:
-    """Deprecated: the pipeline's pre-authenticator stub; use InsecureAuthenticator."""
-
-    def resolve(self, request: AuthorizeRequest) -> dict[str, Any]:
-        """The ``identity`` fact for the policy input."""
-        return {"method": "insecure"}
