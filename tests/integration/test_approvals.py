@@ -299,7 +299,9 @@ async def test_another_tenants_approval_does_not_exist_here(
     assert denied.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_pending_rejected_and_expired_approvals_are_refused(actors: Actors) -> None:
+async def test_pending_rejected_and_expired_approvals_are_refused(
+    actors: Actors, running: RunningCapgate
+) -> None:
     pending = await authorize(actors, **(call := refund(60)))
     result = await authorize(actors, **call, approval_id=pending.approval_id)
     assert (
@@ -322,6 +324,12 @@ async def test_pending_rejected_and_expired_approvals_are_refused(actors: Actors
     expired = await authorize(actors, **quick, approval_id=asked.approval_id)
     assert expired.reason_codes == ("APPROVAL_INVALID",) and "expired" in expired.reasons[0].message
     assert (await actors.get(asked.approval_id)).state == types.APPROVAL_STATE_EXPIRED
+    expiries = [
+        e["transition"]
+        for e in running.events("approval")
+        if e["approval_id"] == asked.approval_id and e["transition"]["to"] == "expired"
+    ]
+    assert expiries == [{"from": None, "to": "expired"}]  # found once, logged once
     with pytest.raises(grpc.aio.AioRpcError) as late:
         await actors.decide(asked.approval_id, "erin", "refund-approver")
     assert late.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
+from capgate.approvals.audit import record_expired
 from capgate.approvals.model import Approval, ApprovalPage, ApprovalState, Transition, Verdict
 from capgate.approvals.store import RedisApprovalStore
 from capgate.clock import Clock
@@ -129,19 +130,14 @@ class ApprovalDesk:
             raise InvalidArgument([("resume_token", str(exc))]) from exc
 
     def _emit_expired(self, tenant_id: str, approval_ids: Sequence[str]) -> None:
-        now = self.clock.now()
-        for approval_id in approval_ids:
-            self.metrics.approvals_expired.inc()
-            event = approval_event(
-                event_id=self.new_id(),
-                time=now,
-                tenant_id=tenant_id,
-                approval_id=approval_id,
-                previous=None,
-                state=ApprovalState.EXPIRED.value,
-                actor=None,
-            )
-            emit_counted(self.events, event, self.metrics.decision_log_errors)
+        record_expired(
+            self.events,
+            self.metrics,
+            self.new_id,
+            tenant_id=tenant_id,
+            approval_ids=approval_ids,
+            now=self.clock.now(),
+        )
 
 
 def _require_id(approval_id: str) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from capgate.approvals.audit import record_expired
 from capgate.approvals.flow import approval_fact, approval_problem, approval_request
 from capgate.approvals.model import Approval
 from capgate.approvals.store import RedisApprovalStore
@@ -414,18 +415,14 @@ class Pipeline:
         emit_counted(self.events, event, self.metrics.decision_log_errors)
 
     def _emit_expired(self, tenant_id: str, approval_ids: Sequence[str], now: datetime) -> None:
-        for approval_id in approval_ids:
-            self.metrics.approvals_expired.inc()
-            event = approval_event(
-                event_id=self.new_id(),
-                time=now,
-                tenant_id=tenant_id,
-                approval_id=approval_id,
-                previous=None,
-                state="expired",
-                actor=None,
-            )
-            emit_counted(self.events, event, self.metrics.decision_log_errors)
+        record_expired(
+            self.events,
+            self.metrics,
+            self.new_id,
+            tenant_id=tenant_id,
+            approval_ids=approval_ids,
+            now=now,
+        )
 
     def _count_admission(self, result: AdmissionResult) -> None:
         metrics = self.metrics
