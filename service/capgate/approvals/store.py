@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from capgate.approvals.binding import canonical_json
 from capgate.approvals.model import (
     Approval,
     ApprovalPage,
@@ -191,7 +192,8 @@ def encode_record(approval: Approval) -> str:
             "on_behalf_of": approval.on_behalf_of,
             "capability": approval.capability,
             "tool": approval.tool,
-            "parameters": approval.parameters,
+            # the exact bytes the hash covers: RFC 8785 canonical JSON, as text
+            "parameters_jcs": canonical_json(approval.parameters).decode("utf-8"),
             "parameters_sha256": approval.parameters_sha256,
             "action_sha256": approval.action_sha256,
             "policy_revision": approval.policy_revision,
@@ -221,7 +223,7 @@ def decode_snapshot(tenant_id: str, flat: Sequence[Any]) -> Approval:
         on_behalf_of=record["on_behalf_of"],
         capability=record["capability"],
         tool=record["tool"],
-        parameters=record["parameters"],
+        parameters=json.loads(record["parameters_jcs"]),
         parameters_sha256=record["parameters_sha256"],
         action_sha256=record["action_sha256"],
         policy_revision=record["policy_revision"],
