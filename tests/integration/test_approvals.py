@@ -324,6 +324,11 @@ async def test_pending_rejected_and_expired_approvals_are_refused(
     expired = await authorize(actors, **quick, approval_id=asked.approval_id)
     assert expired.reason_codes == ("APPROVAL_INVALID",) and "expired" in expired.reasons[0].message
     assert (await actors.get(asked.approval_id)).state == types.APPROVAL_STATE_EXPIRED
+    # the same call asked again (same idempotency key) gets a new approval, not the expired one
+    asked_again = await authorize(actors, **quick)
+    assert asked_again.effect == "REQUIRE_APPROVAL" and asked_again.decision_id != asked.decision_id
+    assert asked_again.approval_id not in ("", asked.approval_id)
+    assert asked_again.approval_state == "PENDING"
     expiries = [
         e["transition"]
         for e in running.events("approval")

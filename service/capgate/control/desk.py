@@ -101,7 +101,7 @@ class ControlDesk:
         reachable = await self.store.ping()
         mode: TenantMode | None = None
         pending: int | None = None
-        if tenant_id:
+        if tenant_id or (caller.tenant_id and not caller.trusts_body):
             tenant = tenant_for(caller, tenant_id)
             try:
                 mode = await self.store.mode(tenant)

@@ -103,8 +103,9 @@ class Operator:
         self, tenant_id: str, resume_token: str = ""
     ) -> Iterator[approvals_api.WatchApprovalsResponse]:
         """Transitions as they happen, until the caller stops iterating (the stream is
-        then cancelled) or the server ends it: CallFailed, whose message says the
-        ``--resume-token`` that continues where it broke off."""
+        then cancelled) or the server ends it: CallFailed; for UNAVAILABLE (Redis or
+        the connection failed) its message names the ``--resume-token`` that
+        continues where the stream broke off."""
         request = approvals_api.WatchApprovalsRequest(
             tenant_id=tenant_id, resume_token=resume_token
         )
@@ -115,7 +116,8 @@ class Operator:
                 last = transition.resume_token
                 yield transition
         except grpc.RpcError as error:
-            hint = f"resume with --resume-token {last}" if last else ""
+            broke = error.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+            hint = f"resume with --resume-token {last}" if broke and last else ""
             raise CallFailed.from_rpc_error(error, hint=hint) from None
         finally:
             stream.cancel()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import StrEnum
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -24,6 +24,23 @@ from capgate.operator import render
 from capgate.operator.calls import Operator, open_operator
 from capgate.operator.connection import DEFAULT_TARGET, DEFAULT_TIMEOUT_SECONDS, load_connection
 from capgate.operator.errors import OperatorError
+from capgate.operator.options import (
+    ApprovalId,
+    Comment,
+    InsecurePrincipal,
+    InsecureRoles,
+    Json,
+    Mode,
+    Reason,
+    State,
+    Target,
+    Tenant,
+    Timeout,
+    TlsCa,
+    TlsCert,
+    TlsKey,
+    TokenFile,
+)
 from capgate.v1 import approval_service_pb2 as approvals_api
 from capgate.v1 import control_service_pb2 as control_api
 from capgate.v1 import types_pb2 as types
@@ -31,80 +48,8 @@ from capgate.v1 import types_pb2 as types
 TOKEN_ENV = "CAPGATE_TOKEN"
 M = TypeVar("M", bound=Message)
 INTERRUPTED_EXIT_CODE = 130
-
-
-class State(StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    CONSUMED = "consumed"
-
-
-class Mode(StrEnum):
-    NORMAL = "normal"
-    READ_ONLY = "read-only"
-    FROZEN = "frozen"
-
-
 STATES = {state: types.ApprovalState.Value(f"APPROVAL_STATE_{state.name}") for state in State}
 MODES = {mode: control_api.TenantMode.Value(f"TENANT_MODE_{mode.name}") for mode in Mode}
-
-_CONNECTION = "Connection"
-Target = Annotated[
-    str,
-    typer.Option(
-        envvar="CAPGATE_TARGET", help="capgate's gRPC HOST:PORT", rich_help_panel=_CONNECTION
-    ),
-]
-TokenFile = Annotated[
-    Path | None,
-    typer.Option(
-        envvar="CAPGATE_TOKEN_FILE",
-        help=f"file holding the bearer JWT (else ${TOKEN_ENV} holds the token itself)",
-        rich_help_panel=_CONNECTION,
-    ),
-]
-TlsCa = Annotated[
-    Path | None,
-    typer.Option(
-        help="PEM CA bundle to verify capgate's certificate: use TLS", rich_help_panel=_CONNECTION
-    ),
-]
-TlsCert = Annotated[
-    Path | None,
-    typer.Option(help="PEM client certificate (mTLS), with --tls-key", rich_help_panel=_CONNECTION),
-]
-TlsKey = Annotated[
-    Path | None,
-    typer.Option(help="PEM private key of --tls-cert", rich_help_panel=_CONNECTION),
-]
-Timeout = Annotated[
-    float, typer.Option(help="seconds to wait for each call", rich_help_panel=_CONNECTION)
-]
-InsecurePrincipal = Annotated[
-    str,
-    typer.Option(
-        envvar="CAPGATE_INSECURE_PRINCIPAL",
-        help="who you are, for a server in --identity insecure mode only (unverified)",
-        rich_help_panel=_CONNECTION,
-    ),
-]
-InsecureRoles = Annotated[
-    str,
-    typer.Option(
-        envvar="CAPGATE_INSECURE_ROLES",
-        help="your roles, comma-separated, for --identity insecure mode only (unverified)",
-        rich_help_panel=_CONNECTION,
-    ),
-]
-Tenant = Annotated[str, typer.Option(help="the tenant; omit it when your token names one")]
-Json = Annotated[
-    bool, typer.Option("--json", help="print the response message as JSON (proto field names)")
-]
-ApprovalId = Annotated[str, typer.Argument(help="the approval's id")]
-Comment = Annotated[str, typer.Option(help="why; recorded with your vote and in the decision log")]
-Reason = Annotated[str, typer.Option(help="why; recorded in the decision log")]
 
 approvals = typer.Typer(
     no_args_is_help=True, help="List, inspect, approve, reject and watch approvals."
@@ -178,7 +123,10 @@ def list_approvals(
         return
     title = f"{state.value if state else 'all'} approvals" + (f" of {tenant}" if tenant else "")
     console = Console()
-    console.print(render.approvals_table(page.approvals, title))
+    if not page.approvals:
+        console.print(f"no {title}")
+        return
+    console.print(render.approvals_table(page.approvals, title, datetime.now(UTC)))
     if page.next_page_token:
         console.print("more: --all-pages, or raise --page-size", style="dim")
 
@@ -271,7 +219,7 @@ def watch(
     insecure_roles: InsecureRoles = "",
 ) -> None:
     """Print every approval transition as it happens, until Ctrl-C."""
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # one transition, one line
     connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
     with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
         try:
@@ -354,7 +302,7 @@ def _print_approval(
     response: approvals_api.GetApprovalResponse | approvals_api.DecideApprovalResponse,
     as_json: bool,
 ) -> None:
-    _print(response, lambda r: render.approval_panel(r.approval), as_json)
+    _print(response, lambda r: render.approval_panel(r.approval, datetime.now(UTC)), as_json)
 
 
 def _print(response: M, human: Callable[[M], RenderableType], as_json: bool) -> None:

@@ -8,12 +8,14 @@ so that ``[bold]`` in a refund reason is printed, never interpreted as markup.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
+from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -60,6 +62,23 @@ def when(stamp: timestamp_pb2.Timestamp) -> str:
     return stamp.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def relative(stamp: timestamp_pb2.Timestamp, now: datetime) -> str:
+    """``stamp`` from ``now``: ``in 14m``, ``in 1h 05m``, ``40s ago``, ``2d 3h ago``."""
+    if not (stamp.seconds or stamp.nanos):
+        return "-"
+    seconds = math.floor((stamp.ToDatetime(tzinfo=UTC) - now).total_seconds())
+    size = abs(seconds)
+    if size < 60:
+        span = f"{size}s"
+    elif size < 3600:
+        span = f"{size // 60}m"
+    elif size < 86400:
+        span = f"{size // 3600}h {size % 3600 // 60:02d}m"
+    else:
+        span = f"{size // 86400}d {size % 86400 // 3600}h"
+    return f"in {span}" if seconds >= 0 else f"{span} ago"
+
+
 def parameters_json(approval: approvals_api.Approval) -> str:
     """The approved parameters as compact JSON, sorted, whole numbers without ``.0``."""
     parameters = _whole_numbers(json_format.MessageToDict(approval.parameters))
@@ -80,33 +99,40 @@ def votes(approval: approvals_api.Approval) -> str:
     return f"{text}, {rejects} reject" if rejects else text
 
 
-def approvals_table(approvals: Sequence[approvals_api.Approval], title: str) -> Table:
-    """One row per approval: id, state, requester, capability, tool, parameters,
-    approver roles, votes, expires."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("approval id", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    for column in ("requester", "capability", "tool", "parameters", "approver roles"):
-        table.add_column(column, overflow="fold")
-    table.add_column("votes", justify="right", no_wrap=True)
-    table.add_column("expires", no_wrap=True)
+def approvals_table(
+    approvals: Sequence[approvals_api.Approval], title: str, now: datetime
+) -> Table:
+    """One row per approval: the approval (id, then capability · tool, then
+    parameters); its state, votes and expiry relative to ``now``; the requester; the
+    approver roles. The first column is exactly as wide as the longest id (or
+    capability · tool), so ids are never cut; parameters and the other columns wrap
+    to fit (down to an 80-column terminal)."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, leading=1)
+    width = max((len(line) for a in approvals for line in _head(a)), default=8)
+    table.add_column("approval", overflow="fold", width=width)
+    table.add_column("state")
+    table.add_column("requester", overflow="fold")
+    table.add_column("approver roles", overflow="fold")
     for approval in approvals:
+        approval_id, action = _head(approval)
+        cell = Text(approval_id, style="bold")
+        cell.append(f"\n{action}\n{parameters_json(approval)}", style="not bold")
+        state = _state(approval.state)
+        state.append(f"\nvotes {votes(approval)}", style="not bold")
+        expiry = relative(approval.expire_time, now)
+        verb = "expired" if expiry.endswith(" ago") else "expires"
+        state.append(f"\n{verb} {expiry}", style="not bold")
         table.add_row(
-            Text(approval.approval_id),
-            _state(approval.state),
+            cell,
+            state,
             Text(requester(approval)),
-            Text(approval.capability),
-            Text(approval.tool),
-            Text(parameters_json(approval)),
             Text(", ".join(approval.approver_roles)),
-            Text(votes(approval)),
-            Text(when(approval.expire_time)),
         )
     return table
 
 
-def approval_panel(approval: approvals_api.Approval) -> RenderableType:
-    """Every field of one approval as key: value lines, then its votes and reasons."""
+def approval_panel(approval: approvals_api.Approval, now: datetime) -> RenderableType:
+    """Every field of one approval as key: value lines, then its votes."""
     fields = _key_values(
         ("approval id", Text(approval.approval_id)),
         ("tenant", Text(approval.tenant_id)),
@@ -120,7 +146,7 @@ def approval_panel(approval: approvals_api.Approval) -> RenderableType:
         ("run", Text(" / ".join(p for p in (approval.workflow, approval.run_id) if p) or "-")),
         ("reasons", Text("\n".join(f"{r.code}: {r.message}" for r in approval.reasons) or "-")),
         ("created", Text(when(approval.create_time))),
-        ("expires", Text(when(approval.expire_time))),
+        ("expires", Text(f"{when(approval.expire_time)} ({relative(approval.expire_time, now)})")),
         ("updated", Text(when(approval.update_time))),
         ("policy revision", Text(approval.policy_revision or "-")),
         ("requested by", Text(approval.request_decision_id or "-")),
@@ -145,7 +171,9 @@ def approval_panel(approval: approvals_api.Approval) -> RenderableType:
                 Text(when(vote.decide_time)),
             )
         parts.append(table)
-    return Panel(Group(*parts), title=f"approval {approval.approval_id}", title_align="left")
+    return Panel(
+        Group(*parts), title=f"approval {approval.approval_id}", title_align="left", expand=False
+    )
 
 
 def transition_line(event: approvals_api.WatchApprovalsResponse) -> Text:
@@ -183,7 +211,7 @@ def status_panel(status: control_api.GetStatusResponse, tenant_id: str) -> Rende
             ("tenant mode", Text(mode_name(status.tenant_mode))),
             ("pending approvals", Text(str(status.pending_approvals))),
         ]
-    return Panel(_key_values(*rows), title="capgate status", title_align="left")
+    return Panel(_key_values(*rows), title="capgate status", title_align="left", expand=False)
 
 
 def run_stopped(response: control_api.StopRunResponse) -> Text:
@@ -202,6 +230,11 @@ def mode_changed(response: control_api.SetTenantModeResponse) -> Text:
         f"{mode_name(response.mode)} by {response.changed_by or '-'} at "
         f"{when(response.change_time)}"
     )
+
+
+def _head(approval: approvals_api.Approval) -> tuple[str, str]:
+    """The approval cell's unwrapped lines: the id, and ``capability · tool``."""
+    return approval.approval_id, f"{approval.capability} · {approval.tool}"
 
 
 def _state(value: int) -> Text:

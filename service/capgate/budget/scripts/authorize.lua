@@ -56,6 +56,7 @@
 --                                       "rejected", or "mismatch": another action)
 --   {"replay", template, usage_csv, approval_id, expires_ms, approval_state}
 --                                       the idempotency key was recorded for this request
+--                                       (unless its approval expired: then decided afresh)
 --   {"conflict"}                        ... for a different request
 local consume = ARGV[1] == "1"
 local idempotent = ARGV[2] == "1"
@@ -97,9 +98,13 @@ if idempotent then
       end
       local approval_id = ""
       if seen[6] and seen[6] ~= "" then approval_id = redis.call("HGET", seen[6], "i") or "" end
-      return {"replay", seen[2], seen[3], approval_id, seen[7] or "0", state}
+      -- a REQUIRE_APPROVAL whose approval expired unanswered is asked again, afresh
+      if state ~= "expired" then
+        return {"replay", seen[2], seen[3], approval_id, seen[7] or "0", state}
+      end
     end
-    if not (seen[4] == ARGV[15] and seen[5] == "1" and presents_approval) then
+    local same = seen[1] == ARGV[3]  -- here: its approval expired
+    if not same and not (seen[4] == ARGV[15] and seen[5] == "1" and presents_approval) then
       return {"conflict"}
     end
     -- a continuation: decided afresh, and recorded over the REQUIRE_APPROVAL below
