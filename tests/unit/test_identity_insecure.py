@@ -56,4 +56,3 @@ def test_metadata_names_the_caller() -> None:
 )
 def test_listen_is_local(listen: str, local: bool) -> None:
     assert listen_is_local(listen) is local
-
