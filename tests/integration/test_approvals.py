@@ -242,6 +242,23 @@ async def test_refund_over_50_is_approved_once_then_the_approval_is_spent(
         "method": "jwt",
     }
     assert events[1]["approval"]["action_sha256"] == approved.action_sha256
+    agent = {"principal_id": "refund-agent", "roles": [], "method": "jwt"}
+    assert events[0]["actor"] == events[2]["actor"] == agent
+    refused = running.event_for(again.decision_id)
+    assert refused["input"]["approval_id"] == asked.approval_id  # the refused attempt, logged
+    assert "approval" not in refused["input"]  # never verified, never shown to the policy
+
+
+async def test_the_stop_button_stops_replays_of_approved_calls_too(actors: Actors) -> None:
+    call = refund(60)
+    asked = await authorize(actors, **call)
+    await actors.decide(asked.approval_id, "carol", "refund-approver")
+    assert (await authorize(actors, **call, approval_id=asked.approval_id)).effect == "ALLOW"
+    await actors.control(
+        "StopRun", control_api.StopRunRequest(run_id=call["run_id"], reason="runaway")
+    )
+    replay = await authorize(actors, **call, approval_id=asked.approval_id)
+    assert replay.reason_codes == ("RUN_STOPPED",)
 
 
 async def test_repeating_a_pending_request_returns_the_same_approval(actors: Actors) -> None:

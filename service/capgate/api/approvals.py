@@ -30,7 +30,7 @@ class ApprovalServicer(api_grpc.ApprovalServiceServicer):
             caller = self._caller(context)
             approval = await self._desk.get(caller, request.tenant_id, request.approval_id)
         except CapgateError as exc:
-            await abort_with(context, exc)
+            await abort_with(context, exc, self._metrics)
         return api.GetApprovalResponse(approval=convert.approval_message(approval))
 
     async def ListApprovals(
@@ -46,7 +46,7 @@ class ApprovalServicer(api_grpc.ApprovalServiceServicer):
                 cursor=convert.decode_page_token(request.page_token),
             )
         except CapgateError as exc:
-            await abort_with(context, exc)
+            await abort_with(context, exc, self._metrics)
         return api.ListApprovalsResponse(
             approvals=[convert.approval_message(a) for a in page.approvals],
             next_page_token=convert.encode_page_token(page.next_cursor),
@@ -66,7 +66,7 @@ class ApprovalServicer(api_grpc.ApprovalServiceServicer):
                 request.comment,
             )
         except CapgateError as exc:
-            await abort_with(context, exc)
+            await abort_with(context, exc, self._metrics)
         return api.DecideApprovalResponse(approval=convert.approval_message(approval))
 
     async def WatchApprovals(
@@ -79,7 +79,7 @@ class ApprovalServicer(api_grpc.ApprovalServiceServicer):
             ):
                 yield convert.transition_message(transition)
         except CapgateError as exc:
-            await abort_with(context, exc)
+            await abort_with(context, exc, self._metrics)
 
     def _caller(self, context: grpc.aio.ServicerContext) -> Identity:
-        return authenticate(self._authenticator, context, self._metrics)
+        return authenticate(self._authenticator, context)

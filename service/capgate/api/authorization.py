@@ -8,10 +8,10 @@ import grpc
 
 from capgate.api import convert
 from capgate.api.credentials import authenticate, credentials_of
-from capgate.api.errors import abort_invalid_argument, abort_with
+from capgate.api.errors import abort_with
 from capgate.decision.pipeline import Pipeline
 from capgate.decision.settle import Settler
-from capgate.errors import CapgateError, InvalidArgument, PermissionDenied, Unauthenticated
+from capgate.errors import CapgateError
 from capgate.identity.access import tenant_for
 from capgate.identity.model import Authenticator
 from capgate.observability.metrics import Metrics
@@ -39,13 +39,8 @@ class AuthorizationServicer(api_grpc.AuthorizationServiceServicer):
             decision = await self._pipeline.authorize(
                 convert.authorize_request(request), credentials_of(context)
             )
-        except InvalidArgument as exc:
-            self._metrics.invalid_requests.inc()
-            await abort_invalid_argument(context, exc)
-        except (Unauthenticated, PermissionDenied) as exc:
-            status = "unauthenticated" if isinstance(exc, Unauthenticated) else "permission_denied"
-            self._metrics.authentication_failures.labels(status).inc()
-            await abort_with(context, exc)
+        except CapgateError as exc:
+            await abort_with(context, exc, self._metrics)
         return convert.authorize_response(decision)
 
     async def Settle(
@@ -54,15 +49,12 @@ class AuthorizationServicer(api_grpc.AuthorizationServiceServicer):
         """NOT_FOUND: no reservation; FAILED_PRECONDITION: settled another way;
         UNAVAILABLE: Redis did not answer (retry: Settle is idempotent)."""
         try:
-            caller = authenticate(self._authenticator, context, self._metrics)
+            caller = authenticate(self._authenticator, context)
             settle_request = convert.settle_request(request)
             if not caller.trusts_body:  # else the settler's validation names every field
                 tenant = tenant_for(caller, settle_request.tenant_id)
                 settle_request = replace(settle_request, tenant_id=tenant)
             settlement = await self._settler.settle(settle_request)
-        except InvalidArgument as exc:
-            self._metrics.invalid_requests.inc()
-            await abort_invalid_argument(context, exc)
         except CapgateError as exc:
-            await abort_with(context, exc)
+            await abort_with(context, exc, self._metrics)
         return convert.settle_response(settlement)

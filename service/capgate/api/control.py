@@ -28,12 +28,12 @@ class ControlServicer(api_grpc.ControlServiceServicer):
         self, request: api.StopRunRequest, context: grpc.aio.ServicerContext
     ) -> api.StopRunResponse:
         try:
-            caller = authenticate(self._authenticator, context, self._metrics)
+            caller = authenticate(self._authenticator, context)
             stop = await self._desk.stop_run(
                 caller, request.tenant_id, request.run_id, request.reason
             )
         except CapgateError as exc:
-            await abort_with(context, exc)
+            await abort_with(context, exc, self._metrics)
         response = api.StopRunResponse(
             tenant_id=stop.tenant_id, run_id=stop.run_id, stopped_by=stop.stopped_by
         )
@@ -44,11 +44,11 @@ class ControlServicer(api_grpc.ControlServiceServicer):
         self, request: api.SetTenantModeRequest, context: grpc.aio.ServicerContext
     ) -> api.SetTenantModeResponse:
         try:
-            caller = authenticate(self._authenticator, context, self._metrics)
+            caller = authenticate(self._authenticator, context)
             mode = convert.MODE_OF.get(request.mode)
             change = await self._desk.set_mode(caller, request.tenant_id, mode, request.reason)
         except CapgateError as exc:
-            await abort_with(context, exc)
+            await abort_with(context, exc, self._metrics)
         response = api.SetTenantModeResponse(
             tenant_id=change.tenant_id,
             mode=convert.MODES[change.mode],
@@ -62,10 +62,10 @@ class ControlServicer(api_grpc.ControlServiceServicer):
         self, request: api.GetStatusRequest, context: grpc.aio.ServicerContext
     ) -> api.GetStatusResponse:
         try:
-            caller = authenticate(self._authenticator, context, self._metrics)
+            caller = authenticate(self._authenticator, context)
             status = await self._desk.status(caller, request.tenant_id)
         except CapgateError as exc:
-            await abort_with(context, exc)
+            await abort_with(context, exc, self._metrics)
         return api.GetStatusResponse(
             policy_revision=status.policy_revision,
             budget_store_reachable=status.budget_store_reachable,

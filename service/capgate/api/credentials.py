@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import grpc
 
-from capgate.errors import CapgateError
 from capgate.identity.model import Authenticator, Credentials, Identity
-from capgate.observability.metrics import Metrics
 
 _INSECURE_METADATA_PREFIX = "x-capgate-"
 
@@ -39,12 +37,6 @@ def credentials_of(context: grpc.aio.ServicerContext) -> Credentials:
     )
 
 
-def authenticate(
-    authenticator: Authenticator, context: grpc.aio.ServicerContext, metrics: Metrics
-) -> Identity:
-    """The caller's verified identity. Raises Unauthenticated (counted)."""
-    try:
-        return authenticator.authenticate(credentials_of(context))
-    except CapgateError:
-        metrics.authentication_failures.labels("unauthenticated").inc()
-        raise
+def authenticate(authenticator: Authenticator, context: grpc.aio.ServicerContext) -> Identity:
+    """The caller's verified identity. Raises Unauthenticated."""
+    return authenticator.authenticate(credentials_of(context))

@@ -29,6 +29,7 @@ from capgate.errors import (
     SettlementConflict,
     Unauthenticated,
 )
+from capgate.observability.metrics import Metrics
 
 ERROR_DOMAIN = "capgate.dev"
 
@@ -66,12 +67,21 @@ _STATUS: tuple[tuple[type[CapgateError], grpc.StatusCode], ...] = (
 )
 
 
-async def abort_with(context: grpc.aio.ServicerContext, exc: CapgateError) -> NoReturn:
-    """Abort the call with the status for ``exc`` (see the module docstring).
+async def abort_with(
+    context: grpc.aio.ServicerContext, exc: CapgateError, metrics: Metrics
+) -> NoReturn:
+    """Abort the call with the status for ``exc`` (see the module docstring); identity
+    refusals and malformed requests are counted in ``metrics``.
 
     Raises:
         TypeError: ``exc`` is an error no status is defined for (a bug).
     """
+    if isinstance(exc, Unauthenticated):
+        metrics.authentication_failures.labels("unauthenticated").inc()
+    elif isinstance(exc, PermissionDenied):
+        metrics.authentication_failures.labels("permission_denied").inc()
+    elif isinstance(exc, InvalidArgument):
+        metrics.invalid_requests.inc()
     if isinstance(exc, InvalidArgument):
         await abort_invalid_argument(context, exc)
     for kind, code in _STATUS:

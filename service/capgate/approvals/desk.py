@@ -123,7 +123,9 @@ class ApprovalDesk:
         """
         tenant = tenant_for(caller, tenant_id)
         try:
-            transitions = self.store.watch(tenant, cursor)
+            transitions = self.store.watch(
+                tenant, cursor, lambda ids: self._emit_expired(tenant, ids)
+            )
             async for transition in transitions:
                 yield transition
         except ValueError as exc:

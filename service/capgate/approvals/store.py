@@ -11,7 +11,7 @@ transition is logged once.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,10 +144,16 @@ class RedisApprovalStore:
         page, _ = await self.list(tenant_id, state=None, page_size=0, cursor="")
         return page.watch_cursor
 
-    async def watch(self, tenant_id: str, cursor: str) -> AsyncIterator[Transition]:
+    async def watch(
+        self,
+        tenant_id: str,
+        cursor: str,
+        on_expired: Callable[[tuple[str, ...]], None] = lambda ids: None,
+    ) -> AsyncIterator[Transition]:
         """Every transition after ``cursor`` ("" = from now on), in order, until the
         caller stops iterating. Expires due approvals between reads, so EXPIRED
-        transitions appear while someone watches.
+        transitions appear while someone watches; ``on_expired`` gets the ids of the
+        approvals this watch expired (to log them once).
 
         Raises:
             BudgetStoreUnavailable: Redis failed (the stream ends; resume from the last
@@ -164,7 +170,9 @@ class RedisApprovalStore:
             except (RedisError, OSError) as exc:
                 raise BudgetStoreUnavailable(f"approval log: {type(exc).__name__}: {exc}") from exc
             if not batches:
-                await self.list(tenant_id, state=None, page_size=0, cursor="")  # sweep expiry
+                _, expired = await self.list(tenant_id, state=None, page_size=0, cursor="")
+                if expired:
+                    on_expired(expired)
                 continue
             for _stream, entries in batches:
                 for entry_id, fields in entries:

@@ -164,21 +164,34 @@ class RedisBudgetStore:
         )
         return AdmissionResult(Verdict.RATE_LIMITED, throttle=throttle, released=int(reply[3]))
 
-    async def recorded(self, tenant_id: str, key: str, fingerprint: str) -> AdmissionResult | None:
+    async def recorded(
+        self, tenant_id: str, key: str, fingerprint: str, *, run_id: str
+    ) -> AdmissionResult | None:
         """The decision recorded under idempotency ``key`` for this exact request
-        (``fingerprint``), as a REPLAYED result; None when there is none.
+        (``fingerprint``), as a REPLAYED result; None when there is none. The stop
+        button still applies: a stopped run (``run_id``) or a frozen or read-only
+        tenant gives CONTROLLED (a replayed call's class is not known: read-only
+        refuses it, as it refuses an unknown class).
 
         Raises:
             BudgetStoreUnavailable: Redis did not answer within the deadline.
         """
-        record = keys.idempotency_key(tenant_id, key)
         try:
             async with asyncio.timeout(self._deadline):
-                seen, decision, usage_csv = await self._client.hmget(record, ["f", "d", "r"])
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.hmget(keys.idempotency_key(tenant_id, key), ["f", "d", "r"])
+                    pipe.exists(keys.run_stop_key(tenant_id, run_id))
+                    pipe.hget(keys.control_key(tenant_id), "mode")
+                    (seen, decision, usage_csv), stopped, mode = await pipe.execute()
         except (TimeoutError, RedisError, OSError) as exc:
             raise BudgetStoreUnavailable(f"budget store: {type(exc).__name__}: {exc}") from exc
         if seen is None or text(seen) != fingerprint:
             return None
+        if stopped:
+            return AdmissionResult(Verdict.CONTROLLED, control_code="RUN_STOPPED")
+        if mode is not None:
+            code = "TENANT_FROZEN" if text(mode) == "frozen" else "TENANT_READ_ONLY"
+            return AdmissionResult(Verdict.CONTROLLED, control_code=code)
         values = [int(v) for v in text(usage_csv).split(",")] if usage_csv else []
         return AdmissionResult(Verdict.REPLAYED, _usage(values), recorded_decision=text(decision))
 

@@ -181,9 +181,12 @@ class BudgetStore(Protocol):
         """
         ...
 
-    async def recorded(self, tenant_id: str, key: str, fingerprint: str) -> AdmissionResult | None:
+    async def recorded(
+        self, tenant_id: str, key: str, fingerprint: str, *, run_id: str
+    ) -> AdmissionResult | None:
         """The decision recorded under idempotency ``key`` for the request with this
-        ``fingerprint`` (REPLAYED), or None. Raises BudgetStoreUnavailable."""
+        ``fingerprint`` (REPLAYED), CONTROLLED when the run is stopped or the tenant
+        not in normal mode, or None. Raises BudgetStoreUnavailable."""
         ...
 
     async def settle(

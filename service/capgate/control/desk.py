@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from capgate.approvals.audit import record_expired
 from capgate.approvals.model import ApprovalState
 from capgate.approvals.store import RedisApprovalStore
 from capgate.clock import Clock
@@ -105,13 +106,21 @@ class ControlDesk:
             tenant = tenant_for(caller, tenant_id)
             try:
                 mode = await self.store.mode(tenant)
-                page, _ = await self.approvals.list(
+                page, expired = await self.approvals.list(
                     tenant,
                     state=ApprovalState.PENDING,
                     page_size=PENDING_COUNT_LIMIT,
                     cursor="",
                 )
                 pending = len(page.approvals)
+                record_expired(
+                    self.events,
+                    self.metrics,
+                    self.new_id,
+                    tenant_id=tenant,
+                    approval_ids=expired,
+                    now=self.clock.now(),
+                )
             except BudgetStoreUnavailable:
                 reachable = False
         engine = self.policy.engine

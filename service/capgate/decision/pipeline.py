@@ -76,6 +76,15 @@ def _counts_runs(budgets: Sequence[BudgetSpec], rate_limits: Sequence[RateLimitS
     )
 
 
+def _actor(identity: Identity, request: AuthorizeRequest) -> Identity:
+    """Who the approval events of this decision name: the verified caller, or in the
+    insecure mode the principal its request body names."""
+    if not identity.trusts_body:
+        return identity
+    p = request.principal
+    return replace(identity, principal_id=p.id, tenant_id=request.tenant_id, roles=p.roles)
+
+
 # Why a presented approval cannot be used, as the agent reads it (safe for a model).
 _WHY = {
     "missing": "it does not exist in this tenant",
@@ -102,6 +111,7 @@ class _Outcome:
     replayed: Decision | None = None
     approval: Approval | None = None
     ticket: ApprovalTicket | None = None
+    caller: Identity | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
 
     def deny(self, code: str, error: str | None = None, **fields: str) -> None:
@@ -140,17 +150,13 @@ class Pipeline:
         validate_request(request)
         decided_at = self.clock.now()
         decision_id = self.new_id()
-        outcome = _Outcome(effect=Effect.DENY)
-        input_document: dict[str, Any] = {}
+        outcome = _Outcome(effect=Effect.DENY, caller=_actor(identity, request))
+        input_document = build_input(request, identity=identity.fact(), request_time=decided_at)
         if request.approval_id:
             await self._check_approval(request, outcome, decided_at)
+            if outcome.approval is not None:
+                input_document["approval"] = approval_fact(outcome.approval)
         if not outcome.reasons and outcome.replayed is None:
-            input_document = build_input(
-                request,
-                identity=identity.fact(),
-                approval=approval_fact(outcome.approval) if outcome.approval else None,
-                request_time=decided_at,
-            )
             policy_started = self.clock.monotonic()
             self._evaluate_policy(input_document, outcome)
             outcome.latency_ms["policy"] = (self.clock.monotonic() - policy_started) * 1000
@@ -192,7 +198,7 @@ class Pipeline:
         if problem == "consumed" and request.idempotency_key:
             # the retry of the call that consumed it gets that call's decision again
             await self._replay(request, outcome)
-            if outcome.replayed is not None:
+            if outcome.replayed is not None or outcome.reasons:  # replayed, or stopped
                 return
         if problem is not None:
             self.metrics.approvals_invalid.labels(problem).inc()
@@ -204,13 +210,20 @@ class Pipeline:
         """Set ``outcome.replayed`` to the decision recorded for this exact request."""
         try:
             result = await self.budgets.recorded(
-                request.tenant_id, request.idempotency_key, request_fingerprint(request)
+                request.tenant_id,
+                request.idempotency_key,
+                request_fingerprint(request),
+                run_id=request.run.run_id,
             )
         except BudgetStoreUnavailable:
             return  # the refusal that follows stands; a retry may replay
-        if result is not None:
-            self._count_admission(result)
-            outcome.replayed = self._replayed(result)
+        if result is None:
+            return
+        if result.verdict is Verdict.CONTROLLED:
+            outcome.deny(result.control_code)
+            return
+        self._count_admission(result)
+        outcome.replayed = self._replayed(result)
 
     def _replayed(self, result: AdmissionResult) -> Decision:
         """The recorded decision of a REPLAYED result, with its budgets and approval."""
@@ -350,7 +363,7 @@ class Pipeline:
                 self.metrics.reservations_open.inc()
             if allow and presented is not None:
                 self._emit_approval(
-                    presented, "approved", "consumed", request.principal.id, decision_id, decided_at
+                    presented, "approved", "consumed", outcome.caller, decision_id, decided_at
                 )
             if result.approval_id and result.approval_expires_at is not None:
                 outcome.ticket = ApprovalTicket(
@@ -362,7 +375,7 @@ class Pipeline:
                         replace(created, expires_at=result.approval_expires_at),
                         None,
                         "pending",
-                        request.principal.id,
+                        outcome.caller,
                         decision_id,
                         decided_at,
                     )
@@ -394,13 +407,12 @@ class Pipeline:
         approval: Approval,
         previous: str | None,
         state: str,
-        actor_id: str,
+        actor: Identity | None,
         decision_id: str,
         now: datetime,
     ) -> None:
         """The event of a transition this decision caused (creation, consumption); the
         actor is the requesting principal."""
-        actor = Identity(method="agent", principal_id=actor_id, tenant_id=approval.tenant_id)
         event = approval_event(
             event_id=self.new_id(),
             time=now,
