@@ -24,7 +24,8 @@ from capgate.errors import BundleError
 from capgate.events.file_sink import JsonlFileSink
 from capgate.events.sink import EventSink, NopSink
 from capgate.identity.insecure import InsecureAuthenticator
-from capgate.identity.jwt import JwksSource, JwtAuthenticator
+from capgate.identity.jwks import JwksSource
+from capgate.identity.jwt import JwtAuthenticator
 from capgate.identity.model import Authenticator
 from capgate.identity.mtls import MtlsAuthenticator
 from capgate.observability.metrics import Metrics

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from structlog.testing import capture_logs
 
 from capgate.errors import ConfigError, Unauthenticated
-from capgate.identity.jwt import JwksSource, JwtAuthenticator, identity_from_claims, parse_jwks
+from capgate.identity.jwks import JwksSource, parse_jwks
+from capgate.identity.jwt import JwtAuthenticator, identity_from_claims
 from capgate.identity.model import Credentials, Identity
 from tests.identity_keys import (
     SigningKey,
