@@ -10,7 +10,7 @@ Identity failures are errors (UNAUTHENTICATED, PERMISSION_DENIED), never decisio
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -34,18 +34,21 @@ from capgate.decision import reasons
 from capgate.decision.codec import decode_decision, encode_decision, encode_reservation
 from capgate.decision.fingerprint import request_fingerprint
 from capgate.decision.model import (
-    ApprovalRequirement,
     ApprovalTicket,
     AuthorizeRequest,
-    BudgetScope,
     BudgetSpec,
-    BudgetStatus,
     Decision,
     Effect,
     Obligation,
-    PolicyResult,
     RateLimitSpec,
-    Reason,
+)
+from capgate.decision.outcome import (
+    APPROVAL_PROBLEMS,
+    DEFAULT_APPROVAL,
+    UNIT_REASONS,
+    Outcome,
+    counts_runs,
+    event_actor,
 )
 from capgate.decision.validate import validate_request
 from capgate.errors import (
@@ -62,62 +65,6 @@ from capgate.identity.model import Authenticator, Credentials, Identity
 from capgate.observability.metrics import Metrics
 from capgate.policy.active import ActivePolicy
 from capgate.policy.input import build_input
-
-_UNIT_REASONS = {
-    "calls": reasons.CALL_LIMIT_EXCEEDED,
-    "usd_micros": reasons.BUDGET_EXCEEDED,
-    "tokens": reasons.TOKEN_LIMIT_EXCEEDED,
-}
-
-
-def _counts_runs(budgets: Sequence[BudgetSpec], rate_limits: Sequence[RateLimitSpec]) -> bool:
-    return any(b.scope is BudgetScope.RUN for b in budgets) or any(
-        "run" in r.key.split("+") for r in rate_limits
-    )
-
-
-def _actor(identity: Identity, request: AuthorizeRequest) -> Identity:
-    """Who the approval events of this decision name: the verified caller, or in the
-    insecure mode the principal its request body names."""
-    if not identity.trusts_body:
-        return identity
-    p = request.principal
-    return replace(identity, principal_id=p.id, tenant_id=request.tenant_id, roles=p.roles)
-
-
-# Why a presented approval cannot be used, as the agent reads it (safe for a model).
-_WHY = {
-    "missing": "it does not exist in this tenant",
-    "pending": "it has not been granted yet",
-    "rejected": "it was rejected",
-    "expired": "it has expired",
-    "consumed": "it was already used",
-    "mismatch": "it was granted for a different action (principal, capability, tool or parameters)",
-}
-_DEFAULT_REQUIREMENT = ApprovalRequirement(("approver",), 1, 900)
-
-
-@dataclass(slots=True)
-class _Outcome:
-    """The decision as it forms, step by step."""
-
-    effect: Effect
-    reasons: tuple[Reason, ...] = ()
-    policy: PolicyResult | None = None
-    shadowed: PolicyResult | None = None
-    budgets: tuple[BudgetStatus, ...] = ()
-    error: str | None = None
-    revision: str = ""
-    replayed: Decision | None = None
-    approval: Approval | None = None
-    ticket: ApprovalTicket | None = None
-    caller: Identity | None = None
-    latency_ms: dict[str, float] = field(default_factory=dict)
-
-    def deny(self, code: str, error: str | None = None, **fields: str) -> None:
-        self.effect = Effect.DENY
-        self.reasons = (reasons.sidecar_reason(code, **fields),)
-        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +97,7 @@ class Pipeline:
         validate_request(request)
         decided_at = self.clock.now()
         decision_id = self.new_id()
-        outcome = _Outcome(effect=Effect.DENY, caller=_actor(identity, request))
+        outcome = Outcome(effect=Effect.DENY, caller=event_actor(identity, request))
         input_document = build_input(request, identity=identity.fact(), request_time=decided_at)
         if request.approval_id:
             await self._check_approval(request, outcome, decided_at)
@@ -179,7 +126,7 @@ class Pipeline:
         return decision
 
     async def _check_approval(
-        self, request: AuthorizeRequest, outcome: _Outcome, now: datetime
+        self, request: AuthorizeRequest, outcome: Outcome, now: datetime
     ) -> None:
         """Load the approval the request presents and check it may be used; on any
         problem, deny ``APPROVAL_INVALID`` (the policy is not evaluated)."""
@@ -187,7 +134,9 @@ class Pipeline:
             approval, expired = await self.approvals.get(request.tenant_id, request.approval_id)
         except NotFound:
             self.metrics.approvals_invalid.labels("missing").inc()
-            outcome.deny(reasons.APPROVAL_INVALID, "approval not found", why=_WHY["missing"])
+            outcome.deny(
+                reasons.APPROVAL_INVALID, "approval not found", why=APPROVAL_PROBLEMS["missing"]
+            )
             return
         except BudgetStoreUnavailable as exc:
             self.metrics.budget_store_errors.inc()
@@ -202,11 +151,20 @@ class Pipeline:
                 return
         if problem is not None:
             self.metrics.approvals_invalid.labels(problem).inc()
-            outcome.deny(reasons.APPROVAL_INVALID, f"approval {problem}", why=_WHY[problem])
+            outcome.deny(
+                reasons.APPROVAL_INVALID, f"approval {problem}", why=APPROVAL_PROBLEMS[problem]
+            )
             return
         outcome.approval = approval
 
-    async def _replay(self, request: AuthorizeRequest, outcome: _Outcome) -> None:
+    def _refuse_approval(self, outcome: Outcome, problem: str) -> None:
+        """DENY ``APPROVAL_INVALID``, saying why (a key of APPROVAL_PROBLEMS)."""
+        self.metrics.approvals_invalid.labels(problem).inc()
+        outcome.deny(
+            reasons.APPROVAL_INVALID, f"approval {problem}", why=APPROVAL_PROBLEMS[problem]
+        )
+
+    async def _replay(self, request: AuthorizeRequest, outcome: Outcome) -> None:
         """Set ``outcome.replayed`` to the decision recorded for this exact request."""
         try:
             result = await self.budgets.recorded(
@@ -235,7 +193,7 @@ class Pipeline:
             )
         return replace(recorded, budgets=budget_statuses(specs, result.usage), ticket=ticket)
 
-    def _evaluate_policy(self, input_document: dict[str, Any], outcome: _Outcome) -> None:
+    def _evaluate_policy(self, input_document: dict[str, Any], outcome: Outcome) -> None:
         engine = self.policy.engine
         if engine is None:
             outcome.deny(reasons.POLICY_UNAVAILABLE, "no bundle is active")
@@ -256,7 +214,7 @@ class Pipeline:
     async def _admit(
         self,
         request: AuthorizeRequest,
-        outcome: _Outcome,
+        outcome: Outcome,
         decision_id: str,
         decided_at: datetime,
     ) -> None:
@@ -276,7 +234,7 @@ class Pipeline:
         rate_limits: Sequence[RateLimitSpec] = ()
         if outcome.effect is not Effect.DENY:
             budgets, rate_limits = policy.budgets, policy.rate_limits
-        if not request.run.run_id and _counts_runs(budgets, rate_limits):
+        if not request.run.run_id and counts_runs(budgets, rate_limits):
             self.metrics.policy_errors.inc()
             outcome.deny(
                 reasons.POLICY_ERROR,
@@ -289,7 +247,7 @@ class Pipeline:
         if outcome.effect is Effect.REQUIRE_APPROVAL and not request.dry_run:
             created, new_approval = approval_request(
                 request,
-                policy.approval or _DEFAULT_REQUIREMENT,
+                policy.approval or DEFAULT_APPROVAL,
                 approval_id=self.new_id(),
                 decision_id=decision_id,
                 policy_revision=outcome.revision,
@@ -346,10 +304,12 @@ class Pipeline:
         elif verdict is Verdict.APPROVAL_INVALID:
             problem = result.approval_state
             self.metrics.approvals_invalid.labels(problem).inc()
-            outcome.deny(reasons.APPROVAL_INVALID, f"approval {problem}", why=_WHY[problem])
+            outcome.deny(
+                reasons.APPROVAL_INVALID, f"approval {problem}", why=APPROVAL_PROBLEMS[problem]
+            )
         elif result.overrun is not None:
             scope, unit = result.overrun.budget.scope.value, result.overrun.unit
-            outcome.deny(_UNIT_REASONS[unit], scope=scope)
+            outcome.deny(UNIT_REASONS[unit], scope=scope)
         elif result.throttle is not None:
             throttle = result.throttle
             outcome.deny(
@@ -383,7 +343,7 @@ class Pipeline:
     def _idempotency(
         self,
         request: AuthorizeRequest,
-        outcome: _Outcome,
+        outcome: Outcome,
         decision_id: str,
         decided_at: datetime,
         budgets: Sequence[BudgetSpec],
@@ -440,14 +400,14 @@ class Pipeline:
         metrics = self.metrics
         metrics.reservations_released(result.released)
         if result.overrun is not None:
-            code = _UNIT_REASONS[result.overrun.unit]
+            code = UNIT_REASONS[result.overrun.unit]
             metrics.budget_denials.labels(result.overrun.budget.scope.value, code).inc()
         elif result.throttle is not None:
             metrics.budget_denials.labels("rate_limit", reasons.RATE_LIMITED).inc()
         elif result.verdict is Verdict.REPLAYED:
             metrics.idempotent_replays.inc()
 
-    def _decision(self, outcome: _Outcome, decision_id: str, decided_at: datetime) -> Decision:
+    def _decision(self, outcome: Outcome, decision_id: str, decided_at: datetime) -> Decision:
         policy = outcome.policy
         obligations: tuple[Obligation, ...] = ()
         if policy is not None and outcome.effect is not Effect.DENY:
@@ -467,7 +427,7 @@ class Pipeline:
             ticket=outcome.ticket if outcome.effect is Effect.REQUIRE_APPROVAL else None,
         )
 
-    def _observe(self, decision: Decision, outcome: _Outcome) -> None:
+    def _observe(self, decision: Decision, outcome: Outcome) -> None:
         self.metrics.decisions.labels(decision.effect.value).inc()
         for reason in decision.reasons:
             self.metrics.decision_reasons.labels(reason.code).inc()
