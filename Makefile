@@ -40,6 +40,7 @@ bench: bootstrap
 	$(VENV)/python bench/authorize_load.py --budgets --out bench/results/budgets-1-process.json
 	$(VENV)/python bench/authorize_load.py --budgets --servers 2 \
 		--out bench/results/budgets-2-processes.json
+	$(VENV)/python bench/identity.py
 
 fmt: bootstrap
 	$(VENV)/ruff format service clients tests bench scripts

@@ -79,8 +79,23 @@ def test_serves_health_reflection_metrics_and_drains_on_sigterm(
         ([], {"CAPGATE_BUDGET__DEADLINE_MS": "0"}, "CAPGATE_BUDGET__DEADLINE_MS"),
         (["--redis-url", "http://x"], {}, "budget.redis_url"),
         (["--config", "/nonexistent.yaml"], {}, "--config"),
+        (["--listen", "0.0.0.0:0"], {}, "identity.mode insecure trusts the request body"),
+        (["--identity", "jwt"], {}, "identity.mode jwt needs identity.jwt.jwks"),
+        (
+            ["--identity", "jwt", "--jwks", "/nonexistent.json"],
+            {"CAPGATE_IDENTITY__JWT__ISSUER": "i", "CAPGATE_IDENTITY__JWT__AUDIENCE": "a"},
+            "/nonexistent.json",
+        ),
     ],
-    ids=["bad-listen", "bad-env", "bad-redis-url", "missing-config"],
+    ids=[
+        "bad-listen",
+        "bad-env",
+        "bad-redis-url",
+        "missing-config",
+        "insecure-on-all-interfaces",
+        "jwt-without-jwks",
+        "unreadable-jwks",
+    ],
 )
 def test_bad_settings_exit_2_naming_the_key(
     args: list[str], env: dict[str, str], named: str

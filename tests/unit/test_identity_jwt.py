@@ -371,6 +371,17 @@ def test_cache_is_bounded(tmp_path: Path, keys: Keys) -> None:
     assert auth.authenticate(bearer(tokens[0])) is not identities[0]
 
 
+def test_cache_size_zero_verifies_every_call(tmp_path: Path, keys: Keys) -> None:
+    source = JwksSource(str(write_jwks(tmp_path / "jwks.json", keys.ec)))
+    source.load()
+    auth = JwtAuthenticator(
+        source, issuer=ISSUER, audience=AUDIENCE, leeway_seconds=0, clock=FixedClock(), cache_size=0
+    )
+    token = keys.ec.mint(claims())
+    first, second = (auth.authenticate(bearer(token)) for _ in range(2))
+    assert first == second and first is not second
+
+
 # --- JWKS -----------------------------------------------------------------------------
 
 

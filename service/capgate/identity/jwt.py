@@ -169,6 +169,8 @@ class JwtAuthenticator:
             return cached[0]
         claims = self._verify(token, keys, now)
         identity = identity_from_claims(claims)
+        if self._cache_size <= 0:  # caching off: every call verifies
+            return identity
         if len(self._cache) >= self._cache_size:
             del self._cache[next(iter(self._cache))]
         self._cache[token] = (identity, float(claims["exp"]))
