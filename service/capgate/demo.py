@@ -5,7 +5,9 @@ One ``capgate serve`` process per suite (a sidecar per assistant), each serving
 unless ``redis_url`` is given). The workload is replayed suite by suite over the gRPC API
 (see :mod:`capgate.replay.runner`), shown as a live timeline, then summarised per suite;
 the figures go to a results JSON file and each sidecar's decisions to
-``<decision-log-dir>/<suite>.jsonl`` (truncated at start).
+``<decision-log-dir>/<suite>.jsonl`` (truncated at start). A second act walks through
+a human approval and the stop button on a sidecar serving ``<bundles-dir>/default``
+(:mod:`capgate.demo_approvals`; its decisions go to ``approvals.jsonl``).
 
 Exit code 0 when the replay ran and every sidecar drained on SIGTERM; 1 otherwise.
 The headline targets are printed, not enforced here.
@@ -27,8 +29,10 @@ from pathlib import Path
 import grpc
 import uvloop
 from rich.console import Console
+from rich.table import Table
 
 from capgate.clock import Clock, SystemClock, rfc3339
+from capgate.demo_approvals import Step, approval_walkthrough
 from capgate.local.redis_server import RedisServer
 from capgate.local.serve_process import ServeProcess
 from capgate.replay.agentdojo import BENCHMARK, SUITES, bundle_path
@@ -75,6 +79,9 @@ def run_demo(
             replays, exit_codes = _replay_through_sidecars(
                 console, options.bundles_dir, redis_url, logs, plan, clock
             )
+            walkthrough, exit_codes["default"] = _walk_through_approvals(
+                options.bundles_dir / "default", redis_url, options.decision_log_dir
+            )
     except DemoError as exc:
         console.print(f"[red]capgate demo: {exc}[/]", highlight=False)
         return 1
@@ -90,11 +97,13 @@ def run_demo(
             "cpu_count": os.cpu_count(),
         },
     )
+    document["approval_walkthrough"] = [step.as_dict() for step in walkthrough]
     options.results.parent.mkdir(parents=True, exist_ok=True)
     options.results.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     print_summary(console, document)
     print_stops(console, replays)
-    for log in logs.values():
+    _print_walkthrough(console, walkthrough, options.bundles_dir / "default")
+    for log in [*logs.values(), options.decision_log_dir / "approvals.jsonl"]:
         lines = len(log.read_bytes().splitlines())
         console.print(f"decision log: {log} ({lines} lines)", highlight=False)
     console.print(f"results: {options.results}", highlight=False)
@@ -176,12 +185,20 @@ def _replay_through_sidecars(
 def _start_sidecars(
     bundles_dir: Path, redis_url: str, logs: Mapping[str, Path]
 ) -> dict[str, ServeProcess]:
-    """Launch every sidecar, then wait for each bundle; on failure kill them all."""
+    """A sidecar per suite, serving its AgentDojo bundle."""
+    bundles = {suite: bundle_path(bundles_dir, suite) for suite in logs}
+    return _start_sidecars_for(bundles, redis_url, logs)
+
+
+def _start_sidecars_for(
+    bundles: Mapping[str, Path], redis_url: str, logs: Mapping[str, Path]
+) -> dict[str, ServeProcess]:
+    """Launch a sidecar per name, then wait for each bundle; on failure kill them all."""
     sidecars: dict[str, ServeProcess] = {}
     try:
-        for suite, log in logs.items():
-            sidecars[suite] = ServeProcess.launch(
-                bundle=bundle_path(bundles_dir, suite), redis_url=redis_url, decision_log=log
+        for name, log in logs.items():
+            sidecars[name] = ServeProcess.launch(
+                bundle=bundles[name], redis_url=redis_url, decision_log=log
             )
         for server in sidecars.values():
             server.wait_for("bundle_activated")
@@ -202,6 +219,35 @@ def _stop_sidecars(sidecars: Mapping[str, ServeProcess]) -> dict[str, int | None
             server.kill()
             codes[suite] = None
     return codes
+
+
+def _walk_through_approvals(
+    bundle: Path, redis_url: str, log_dir: Path
+) -> tuple[list[Step], int | None]:
+    """Act two: the refund approval and the stop button on a sidecar serving ``bundle``
+    (see :mod:`capgate.demo_approvals`): its steps, and the sidecar's exit code."""
+    if not bundle.is_dir():
+        raise DemoError(f"no bundle at {bundle}")
+    log = log_dir / "approvals.jsonl"
+    log.write_bytes(b"")
+    sidecars = _start_sidecars_for({"default": bundle}, redis_url, {"default": log})
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            steps = runner.run(approval_walkthrough(sidecars["default"].target))
+    except grpc.RpcError as exc:
+        raise DemoError(f"approval walkthrough failed: {exc}") from exc
+    finally:
+        code = _stop_sidecars(sidecars)["default"]
+    return steps, code
+
+
+def _print_walkthrough(console: Console, steps: Sequence[Step], bundle: Path) -> None:
+    table = Table(title=f"Approvals and the stop button ({bundle})", show_edge=False)
+    for column in ("#", "who", "does", "capgate answers"):
+        table.add_column(column)
+    for number, step in enumerate(steps, 1):
+        table.add_row(str(number), step.actor, step.action, step.answer)
+    console.print(table)
 
 
 def _replay(

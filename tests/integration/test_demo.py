@@ -136,3 +136,19 @@ def task_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[s
             kind = (was or now or {}).get("kind")
             lines.append(f"  {key} ({kind}): {told(was)} -> {told(now)}")
     return lines or ["  (none)"]
+
+
+def test_demo_walks_through_an_approval_and_the_stop_button(demo: DemoRun) -> None:
+    answers = [step["answer"] for step in demo.results["approval_walkthrough"]]
+    assert answers[0].startswith("REQUIRE_APPROVAL REFUND_OVER_APPROVAL_THRESHOLD")
+    assert answers[1].startswith("PERMISSION_DENIED")
+    assert answers[2:] == [
+        "APPROVED",
+        "ALLOW",
+        "DENY APPROVAL_INVALID",
+        "stopped",
+        "DENY RUN_STOPPED",
+    ]
+    assert "Approvals and the stop button" in demo.proc.stdout
+    logged = [json.loads(line) for line in (demo.logs / "approvals.jsonl").read_text().splitlines()]
+    assert Counter(e["event_type"] for e in logged) == {"decision": 4, "approval": 3, "control": 1}

@@ -34,6 +34,7 @@ the budget prefixes built here, from Redis ``TIME``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from urllib.parse import quote
 
@@ -43,6 +44,7 @@ PREFIX = "capgate"
 RATE_LIMIT_DIMENSIONS = ("tenant", "principal", "capability", "tool", "run")
 
 
+@functools.lru_cache(maxsize=65_536)  # pure; a decision escapes the same ids ~18 times
 def escape_id(identifier: str) -> str:
     """Escape ``identifier`` for use inside a key: tag-safe, collision-free, bounded."""
     escaped = quote(identifier, safe="")
@@ -52,6 +54,7 @@ def escape_id(identifier: str) -> str:
     return escaped
 
 
+@functools.lru_cache(maxsize=16_384)
 def tenant_tag(tenant_id: str) -> str:
     """``capgate:{<escaped tenant>}``: the prefix of every key of this tenant."""
     return f"{PREFIX}:{{{escape_id(tenant_id)}}}"
