@@ -9,11 +9,8 @@ stopped with Ctrl-C.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -21,31 +18,20 @@ from google.protobuf.message import Message
 from rich.console import Console, RenderableType
 
 from capgate.operator import render
-from capgate.operator.calls import Operator, open_operator
-from capgate.operator.connection import DEFAULT_TARGET, DEFAULT_TIMEOUT_SECONDS, load_connection
-from capgate.operator.errors import OperatorError
+from capgate.operator.connected import ConnectionFlags, connected
 from capgate.operator.options import (
     ApprovalId,
     Comment,
-    InsecurePrincipal,
-    InsecureRoles,
     Json,
     Mode,
     Reason,
     State,
-    Target,
     Tenant,
-    Timeout,
-    TlsCa,
-    TlsCert,
-    TlsKey,
-    TokenFile,
 )
 from capgate.v1 import approval_service_pb2 as approvals_api
 from capgate.v1 import control_service_pb2 as control_api
 from capgate.v1 import types_pb2 as types
 
-TOKEN_ENV = "CAPGATE_TOKEN"
 M = TypeVar("M", bound=Message)
 INTERRUPTED_EXIT_CODE = 130
 STATES = {state: types.ApprovalState.Value(f"APPROVAL_STATE_{state.name}") for state in State}
@@ -60,59 +46,18 @@ tenants = typer.Typer(
 )
 
 
-@contextmanager
-def _operator(
-    target: str,
-    token_file: Path | None,
-    tls_ca: Path | None,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    timeout: float,
-    insecure_principal: str,
-    insecure_roles: str,
-    tenant: str = "",
-) -> Iterator[Operator]:
-    """An Operator for the connection flags; an OperatorError raised while it is open
-    is printed as ``capgate: <message>`` and exits with its code."""
-    try:
-        connection = load_connection(
-            target=target,
-            token_file=token_file,
-            token_env=os.environ.get(TOKEN_ENV),
-            tls_ca=tls_ca,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            timeout_seconds=timeout,
-            insecure_principal=insecure_principal,
-            insecure_roles=insecure_roles,
-            tenant=tenant,
-        )
-        with open_operator(connection) as operator:
-            yield operator
-    except OperatorError as exc:
-        typer.echo(f"capgate: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
-
-
 @approvals.command("list")
+@connected
 def list_approvals(
+    connection: ConnectionFlags,
     tenant: Tenant = "",
     state: Annotated[State | None, typer.Option(help="only approvals in this state")] = None,
     page_size: Annotated[int, typer.Option(help="approvals per page (server default 50)")] = 0,
     all_pages: Annotated[bool, typer.Option("--all-pages", help="fetch every page")] = False,
     as_json: Json = False,
-    target: Target = DEFAULT_TARGET,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
-    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
-    insecure_principal: InsecurePrincipal = "",
-    insecure_roles: InsecureRoles = "",
 ) -> None:
     """A tenant's approvals, newest first."""
-    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
-    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+    with connection.open(tenant) as operator:
         state_value = STATES[state] if state else types.APPROVAL_STATE_UNSPECIFIED
         if all_pages:
             page = operator.list_all_approvals(tenant, state=state_value, page_size=page_size)
@@ -132,44 +77,30 @@ def list_approvals(
 
 
 @approvals.command("show")
+@connected
 def show_approval(
+    connection: ConnectionFlags,
     approval_id: ApprovalId,
     tenant: Tenant = "",
     as_json: Json = False,
-    target: Target = DEFAULT_TARGET,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
-    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
-    insecure_principal: InsecurePrincipal = "",
-    insecure_roles: InsecureRoles = "",
 ) -> None:
     """One approval: the exact action, its votes and its lifecycle."""
-    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
-    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+    with connection.open(tenant) as operator:
         response = operator.get_approval(tenant, approval_id)
     _print_approval(response, as_json)
 
 
 @approvals.command("approve")
+@connected
 def approve(
+    connection: ConnectionFlags,
     approval_id: ApprovalId,
     tenant: Tenant = "",
     comment: Comment = "",
     as_json: Json = False,
-    target: Target = DEFAULT_TARGET,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
-    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
-    insecure_principal: InsecurePrincipal = "",
-    insecure_roles: InsecureRoles = "",
 ) -> None:
     """Approve: once the quorum approves, the agent's retry with this approval is allowed."""
-    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
-    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+    with connection.open(tenant) as operator:
         response = operator.decide_approval(
             tenant, approval_id, approvals_api.APPROVAL_VERDICT_APPROVE, comment
         )
@@ -177,23 +108,16 @@ def approve(
 
 
 @approvals.command("reject")
+@connected
 def reject(
+    connection: ConnectionFlags,
     approval_id: ApprovalId,
     tenant: Tenant = "",
     comment: Comment = "",
     as_json: Json = False,
-    target: Target = DEFAULT_TARGET,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
-    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
-    insecure_principal: InsecurePrincipal = "",
-    insecure_roles: InsecureRoles = "",
 ) -> None:
     """Reject: one rejection ends the approval; the agent's retry stays unapproved."""
-    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
-    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+    with connection.open(tenant) as operator:
         response = operator.decide_approval(
             tenant, approval_id, approvals_api.APPROVAL_VERDICT_REJECT, comment
         )
@@ -201,7 +125,9 @@ def reject(
 
 
 @approvals.command("watch")
+@connected
 def watch(
+    connection: ConnectionFlags,
     tenant: Tenant = "",
     resume_token: Annotated[
         str, typer.Option(help="continue after this transition (a resume_token printed before)")
@@ -209,19 +135,10 @@ def watch(
     as_json: Annotated[
         bool, typer.Option("--json", help="one WatchApprovalsResponse JSON object per line")
     ] = False,
-    target: Target = DEFAULT_TARGET,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
-    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
-    insecure_principal: InsecurePrincipal = "",
-    insecure_roles: InsecureRoles = "",
 ) -> None:
     """Print every approval transition as it happens, until Ctrl-C."""
     console = Console(highlight=False, soft_wrap=True)  # one transition, one line
-    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
-    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+    with connection.open(tenant) as operator:
         try:
             for event in operator.watch_approvals(tenant, resume_token):
                 if as_json:
@@ -233,67 +150,46 @@ def watch(
 
 
 @runs.command("stop")
+@connected
 def stop_run(
+    connection: ConnectionFlags,
     run_id: Annotated[str, typer.Argument(help="the run to stop")],
     reason: Reason,
     tenant: Tenant = "",
     as_json: Json = False,
-    target: Target = DEFAULT_TARGET,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
-    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
-    insecure_principal: InsecurePrincipal = "",
-    insecure_roles: InsecureRoles = "",
 ) -> None:
     """Deny every later Authorize of the run with RUN_STOPPED (needs capgate-admin)."""
-    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
-    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+    with connection.open(tenant) as operator:
         response = operator.stop_run(tenant, run_id, reason)
     _print(response, render.run_stopped, as_json)
 
 
 @tenants.command("mode")
+@connected
 def set_mode(
+    connection: ConnectionFlags,
     tenant: Annotated[str, typer.Argument(help="the tenant")],
     mode: Annotated[Mode, typer.Argument(help="what the tenant's agents may still do")],
     reason: Reason,
     as_json: Json = False,
-    target: Target = DEFAULT_TARGET,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
-    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
-    insecure_principal: InsecurePrincipal = "",
-    insecure_roles: InsecureRoles = "",
 ) -> None:
     """normal; read-only (write capabilities denied with TENANT_READ_ONLY); frozen
     (everything denied with TENANT_FROZEN). Needs capgate-admin."""
-    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
-    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+    with connection.open(tenant) as operator:
         response = operator.set_tenant_mode(tenant, MODES[mode], reason)
     _print(response, render.mode_changed, as_json)
 
 
+@connected
 def status(
+    connection: ConnectionFlags,
     tenant: Annotated[
         str, typer.Option(help="also report this tenant's mode and pending approvals")
     ] = "",
     as_json: Json = False,
-    target: Target = DEFAULT_TARGET,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
-    timeout: Timeout = DEFAULT_TIMEOUT_SECONDS,
-    insecure_principal: InsecurePrincipal = "",
-    insecure_roles: InsecureRoles = "",
 ) -> None:
     """Policy revision, Redis reachability, a tenant's mode (needs capgate-admin)."""
-    connection = (target, token_file, tls_ca, tls_cert, tls_key, timeout)
-    with _operator(*connection, insecure_principal, insecure_roles, tenant) as operator:
+    with connection.open(tenant) as operator:
         response = operator.status(tenant)
     _print(response, lambda r: render.status_panel(r, tenant), as_json)
 
