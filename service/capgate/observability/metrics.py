@@ -166,6 +166,58 @@ class Metrics:
             registry=registry,
         )
 
+        # Event pipeline (DESIGN §8): the outbox and one exporter per sink.
+        self.outbox_events = Gauge(
+            "capgate_outbox_events",
+            "Events in the outbox not yet delivered to every sink.",
+            registry=registry,
+        )
+        self.outbox_bytes = Gauge(
+            "capgate_outbox_bytes",
+            "Bytes of the events in the outbox (the cap is events.outbox.max_bytes).",
+            registry=registry,
+        )
+        self.outbox_dropped = Counter(
+            "capgate_outbox_dropped_events_total",
+            "Events dropped, oldest first, because the outbox reached its cap.",
+            registry=registry,
+        )
+        self.outbox_fsyncs = Counter(
+            "capgate_outbox_fsyncs_total",
+            "Batched fsyncs of the outbox.",
+            registry=registry,
+        )
+        self.sink_sent = Counter(
+            "capgate_sink_events_sent_total",
+            "Events sent to a sink (a retried event counts again).",
+            ["sink"],
+            registry=registry,
+        )
+        self.sink_acknowledged = Counter(
+            "capgate_sink_events_acknowledged_total",
+            "Events the sink's receiver acknowledged; the sink's cursor moves past them.",
+            ["sink"],
+            registry=registry,
+        )
+        self.sink_retries = Counter(
+            "capgate_sink_retries_total",
+            "Batches sent again after a failure.",
+            ["sink"],
+            registry=registry,
+        )
+        self.sink_failures = Counter(
+            "capgate_sink_failures_total",
+            "Sends that failed (each is retried with backoff).",
+            ["sink"],
+            registry=registry,
+        )
+        self.sink_lag = Gauge(
+            "capgate_sink_lag_seconds",
+            "Age of the oldest event the sink has not acknowledged (0 when caught up).",
+            ["sink"],
+            registry=registry,
+        )
+
     def reservations_released(self, count: int) -> None:
         """``count`` reservations released by their TTL (seen by Authorize or Settle)."""
         if count:
