@@ -245,6 +245,11 @@ def main() -> int:
         action="store_true",
         help="tenant/principal/capability budgets and rate limits in the bundle",
     )
+    parser.add_argument(
+        "--no-events",
+        action="store_true",
+        help="no decision log: no outbox, no sink (to measure what the event pipeline adds)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "authorize.json")
     args = parser.parse_args()
     with RedisServer() as redis_server, tempfile.TemporaryDirectory() as tmp:
@@ -252,7 +257,9 @@ def main() -> int:
         engine_us = engine_us_per_evaluation(bundle)
         servers = [
             ServeProcess.start(
-                bundle=bundle, redis_url=redis_server.url, decision_log=Path(tmp) / f"d{n}.jsonl"
+                bundle=bundle,
+                redis_url=redis_server.url,
+                decision_log=None if args.no_events else Path(tmp) / f"d{n}.jsonl",
             )
             for n in range(args.servers)
         ]
@@ -280,8 +287,13 @@ def main() -> int:
             "python": platform.python_version(),
             "regopy": regopy.__version__,
         },
-        "setup": f"{args.servers} capgate process(es) (uvloop), real redis-server, JSONL "
-        "decision log on; 1 load process (grpc.aio) round-robin over them, on the same "
+        "setup": f"{args.servers} capgate process(es) (uvloop), real redis-server, "
+        + (
+            "no decision log (no outbox, no sink)"
+            if args.no_events
+            else "decision log on (durable outbox + JSONL file sink)"
+        )
+        + "; 1 load process (grpc.aio) round-robin over them, on the same "
         "2-core machine; "
         + (
             "budgets on: run, tenant, principal, capability budgets and 2 rate limits"

@@ -20,6 +20,21 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 
+# rsyslogd and its GnuTLS driver: the receiver the syslog sink's tests start.
+if [ ! -x /usr/sbin/rsyslogd ] || ! compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null; then
+  echo "bootstrap: installing rsyslog and rsyslog-gnutls from Debian" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rsyslog rsyslog-gnutls >/dev/null
+fi
+
+# A JVM and Maven: the Kafka sink's tests run a real broker from Maven Central jars.
+if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
+  echo "bootstrap: installing a JRE and Maven from Debian" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null
+fi
+bash scripts/kafka.sh
+
 mkdir -p .tools/bin
 export GOBIN="$PWD/.tools/bin"
 if [ ! -x .tools/bin/opa ] || ! .tools/bin/opa version 2>/dev/null | grep -q "^Version: ${OPA_VERSION#v}$"; then

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -54,18 +55,22 @@ class RunningCapgate:
     target: str
     app: App
     server: CapgateServer
-    decision_log: Path
+    decision_log: Path | None
     client: AsyncClient
 
-    def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
-        """The decision log's events, all or those of ``event_type``."""
-        events = [json.loads(line) for line in self.decision_log.read_text().splitlines()]
+    async def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        """The decision log's events, all or those of ``event_type``, once every event
+        in the outbox has been delivered to it."""
+        assert await self.app.events.drain(10.0), "the decision log did not catch up in 10 s"
+        log = self.decision_log
+        text = log.read_text() if log is not None and log.exists() else ""
+        events = [json.loads(line) for line in text.splitlines()]
         return [e for e in events if event_type is None or e["event_type"] == event_type]
 
-    def event_for(self, decision_id: str) -> dict[str, Any]:
+    async def event_for(self, decision_id: str) -> dict[str, Any]:
         matches = [
             e
-            for e in self.events("decision")
+            for e in await self.events("decision")
             if e["decision_id"] == decision_id and not e["idempotent_replay"]
         ]
         assert len(matches) == 1, f"expected one decision-log line for {decision_id}"
@@ -77,18 +82,22 @@ async def start_capgate(
     *,
     bundle: Path,
     redis_url: str,
-    decision_log: Path,
+    decision_log: Path | None,
     deadline_ms: int = 250,
     identity: dict[str, Any] | None = None,
     tls: dict[str, Any] | None = None,
+    events: dict[str, Any] | None = None,
 ) -> AsyncIterator[RunningCapgate]:
     """capgate in this event loop, on port 0, with its bundle active and a client.
     ``identity``: the ``identity`` settings section (default: insecure); ``tls``: the
-    ``server.tls`` section (the bundled client then speaks plaintext and fails)."""
+    ``server.tls`` section (the bundled client then speaks plaintext and fails);
+    ``events``: the ``events`` section (default: an outbox in a temporary directory)."""
     server_settings: dict[str, Any] = {"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"}
     if tls is not None:
         server_settings["tls"] = tls
+    outbox = Path(tempfile.mkdtemp(prefix="capgate-outbox-")) / "outbox.db"
     settings = load_settings(
+        events=events or {"outbox": {"path": outbox}},
         server=server_settings,
         policy={"bundle": bundle},
         budget={"redis_url": redis_url, "deadline_ms": deadline_ms},

@@ -243,6 +243,13 @@ test_default_approval if {
 
 # Capability settings in the result
 
+test_audit_required_is_in_the_log_settings_only_when_set if {
+	caps := object.union(capabilities, {"issue_refund": object.union(capabilities.issue_refund, {"audit_required": true})})
+	d := authz.decision with input as refund with data.capgate.capabilities as caps
+	d.log == {"mask": [], "audit_required": true}
+	decide(refund).log == {"mask": []}
+}
+
 test_class_enforcement_and_mask if {
 	d := decide({"capability": "read_ticket", "tool": "tickets.get", "principal": {"id": "a"}})
 	d.effect == "allow"

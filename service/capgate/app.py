@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import socket
 from dataclasses import dataclass
 
 import structlog
@@ -21,7 +23,7 @@ from capgate.control.store import RedisControlStore
 from capgate.decision.pipeline import Pipeline
 from capgate.decision.settle import Settler
 from capgate.errors import BundleError
-from capgate.events.file_sink import JsonlFileSink
+from capgate.events.config import EventsSettings, FileSinkSettings
 from capgate.events.sink import EventSink, NopSink
 from capgate.identity.insecure import InsecureAuthenticator
 from capgate.identity.jwks import JwksSource
@@ -119,13 +121,87 @@ def build_authenticator(
     return InsecureAuthenticator(), None
 
 
+def sink_settings(settings: Settings) -> EventsSettings:
+    """``events`` with ``decision_log.path`` (``--decision-log``) added as a JSON Lines
+    file sink named ``decision-log``."""
+    events = settings.events
+    path = settings.decision_log.path
+    if path is None:
+        return events
+    shortcut = FileSinkSettings(type="file", name="decision-log", path=path)
+    return events.model_copy(update={"sinks": [*events.sinks, shortcut]})
+
+
+def instance_id(events: EventsSettings) -> str:
+    """``events.instance_id``, else the host name plus a hash of the outbox path: stable
+    across restarts of this process on this outbox, distinct between processes."""
+    if events.instance_id:
+        return events.instance_id
+    outbox = str(events.outbox.path.resolve())
+    return f"{socket.gethostname()}-{hashlib.sha256(outbox.encode()).hexdigest()[:8]}"
+
+
+def build_events(settings: Settings, *, clock: Clock, metrics: Metrics) -> EventSink:
+    """The event pipeline (outbox + one exporter per sink), or a NopSink when no sink
+    is configured.
+
+    Raises:
+        ConfigError: a sink or the checkpoint key cannot be set up.
+        OSError: the outbox cannot be opened.
+    """
+    events = sink_settings(settings)
+    if not events.sinks:
+        return NopSink()
+    from capgate.events.checkpoint import Checkpointer, load_signing_key
+    from capgate.events.exporter import Exporter
+    from capgate.events.outbox import Outbox
+    from capgate.events.pipeline import EventPipeline
+    from capgate.events.sinks.factory import build_sink
+
+    instance = instance_id(events)
+    checkpoint = events.checkpoint
+    checkpointer = None
+    if checkpoint.signing_key_file is not None:
+        checkpointer = Checkpointer(
+            load_signing_key(checkpoint.signing_key_file),
+            every_events=checkpoint.every_events,
+            every_seconds=checkpoint.every_seconds,
+            instance_id=instance,
+        )
+    outbox = Outbox.open(
+        events.outbox.path,
+        instance_id=instance,
+        max_bytes=events.outbox.max_bytes,
+        sink_names=[sink.name for sink in events.sinks],
+        clock=clock,
+        metrics=metrics,
+        checkpointer=checkpointer,
+        new_id=new_id,
+    )
+    hostname = socket.gethostname()
+    exporters = [
+        Exporter(
+            outbox,
+            build_sink(sink, hostname=hostname, instance_id=instance),
+            batch_size=sink.batch_size,
+            retry=events.retry,
+            metrics=metrics,
+            clock=clock,
+        )
+        for sink in events.sinks
+    ]
+    return EventPipeline(
+        outbox, exporters, fsync_interval_seconds=events.outbox.fsync_interval_ms / 1000
+    )
+
+
 def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
     """Build every component; nothing connects or compiles until used or activated
     (a JWKS is loaded: a server that cannot verify tokens must not start).
 
     Raises:
-        ConfigError: the identity settings cannot be used (see build_authenticator).
-        OSError: the decision log cannot be opened.
+        ConfigError: the identity settings, a sink or the checkpoint key cannot be used.
+        OSError: the outbox cannot be opened.
     """
     metrics = Metrics(CollectorRegistry(auto_describe=True))
     policy = ActivePolicy(metrics)
@@ -141,10 +217,9 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
         deadline_seconds=budget.deadline_ms / 1000,
         run_ttl_seconds=budget.run_ttl_seconds,
     )
-    log_path = settings.decision_log.path
-    events: EventSink = JsonlFileSink(log_path) if log_path is not None else NopSink()
     clock = clock or SystemClock()
     authenticator, jwks = build_authenticator(settings.identity, clock)
+    events = build_events(settings, clock=clock, metrics=metrics)
     approvals = RedisApprovalStore(redis, deadline_seconds=budget.deadline_ms / 1000)
     operator_approvals = RedisApprovalStore(
         redis, deadline_seconds=max(OPERATOR_DEADLINE_SECONDS, budget.deadline_ms / 1000)

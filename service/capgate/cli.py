@@ -45,6 +45,7 @@ def _overrides(**flags: Any) -> dict[str, dict[str, Any]]:
         "jwks": ("identity", "jwt", "jwks"),
         "jwt_issuer": ("identity", "jwt", "issuer"),
         "jwt_audience": ("identity", "jwt", "audience"),
+        "outbox": ("events", "outbox", "path"),
     }
     nested: dict[str, Any] = {}
     for flag, value in flags.items():
@@ -69,6 +70,10 @@ def serve(
         str | None, typer.Option(help="Prometheus HOST:PORT [127.0.0.1:9464]")
     ] = None,
     decision_log: Annotated[Path | None, typer.Option(help="JSONL decision log file")] = None,
+    outbox: Annotated[
+        Path | None,
+        typer.Option(help="the durable event outbox, SQLite [./capgate-outbox.db]"),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file")] = None,
     identity: Annotated[
         IdentityMode | None,
@@ -97,6 +102,7 @@ def serve(
                 listen=listen,
                 metrics_listen=metrics_listen,
                 decision_log=decision_log,
+                outbox=outbox,
                 identity=identity.value if identity else None,
                 jwks=jwks,
                 jwt_issuer=jwt_issuer,
@@ -201,6 +207,11 @@ app.add_typer(operator_commands.approvals, name="approvals")
 app.add_typer(operator_commands.runs, name="runs")
 app.add_typer(operator_commands.tenants, name="tenants")
 app.command("status")(operator_commands.status)
+
+
+from capgate.audit_cli import audit  # noqa: E402  (mounted after the commands above)
+
+app.add_typer(audit, name="audit", help="Verify exported decision logs; make checkpoint keys.")
 
 
 def main() -> None:

@@ -123,6 +123,7 @@ class CapgateServer:
                 jwks.refresh_forever(identity.jwt.jwks_refresh_seconds)
             )
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._app.events.start()
         await self._server.start()
         host, port = parse_host_port(settings.metrics_listen)
         httpd, _thread = start_http_server(port, host, registry=self._app.metrics.registry)
@@ -143,11 +144,17 @@ class CapgateServer:
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace_seconds: float) -> None:
-        """Drain: NOT_SERVING, finish in-flight calls within the grace period, close."""
+        """Drain: NOT_SERVING; stop taking calls and finish in-flight ones; deliver the
+        decision events to every sink in what is left of the grace period (undelivered
+        ones stay in the outbox, sent after the next start); close."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._jwks_refresh is not None:
             self._jwks_refresh.cancel()
         await self._server.stop(grace_seconds)
+        drained = await self._app.events.drain(max(deadline - loop.time(), 0.0))
+        log.info("events_drained" if drained else "events_left_in_outbox")
         await self._app.aclose()
         if self._metrics_httpd is not None:
             httpd = self._metrics_httpd

@@ -9,6 +9,7 @@ Example YAML::
     policy: {bundle: bundles/default}
     budget: {redis_url: "redis://127.0.0.1:6379/0", deadline_ms: 20}
     decision_log: {path: /var/log/capgate/decisions.jsonl}
+    events: {outbox: {path: /var/lib/capgate/outbox.db}, sinks: [...]}   # events/config.py
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pydantic_settings import (
 
 from capgate.budget.connection import parse_redis_url
 from capgate.errors import ConfigError
+from capgate.events.config import EventsSettings
 
 ENV_PREFIX = "CAPGATE_"
 
@@ -136,6 +138,9 @@ class BudgetSettings(_Section):
 
 
 class DecisionLogSettings(_Section):
+    """``path``: the shortcut for a JSON Lines file sink named ``decision-log``
+    (``--decision-log``); the full pipeline is configured under ``events``."""
+
     path: Path | None = None
 
 
@@ -149,6 +154,7 @@ class Settings(BaseSettings):
     budget: BudgetSettings = BudgetSettings()
     decision_log: DecisionLogSettings = DecisionLogSettings()
     identity: IdentitySettings = IdentitySettings()
+    events: EventsSettings = EventsSettings()
 
     @model_validator(mode="after")
     def _identity_is_complete(self) -> Settings:

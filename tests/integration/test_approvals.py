@@ -230,7 +230,9 @@ async def test_refund_over_50_is_approved_once_then_the_approval_is_spent(
     assert again.reason_codes == ("APPROVAL_INVALID",)
     assert "already used" in again.reasons[0].message
 
-    events = [e for e in running.events("approval") if e["approval_id"] == asked.approval_id]
+    events = [
+        e for e in (await running.events("approval")) if e["approval_id"] == asked.approval_id
+    ]
     assert [(e["transition"]["from"], e["transition"]["to"]) for e in events] == [
         (None, "pending"),
         ("pending", "approved"),
@@ -244,7 +246,7 @@ async def test_refund_over_50_is_approved_once_then_the_approval_is_spent(
     assert events[1]["approval"]["action_sha256"] == approved.action_sha256
     agent = {"principal_id": "refund-agent", "roles": [], "method": "jwt"}
     assert events[0]["actor"] == events[2]["actor"] == agent
-    refused = running.event_for(again.decision_id)
+    refused = await running.event_for(again.decision_id)
     assert refused["input"]["approval_id"] == asked.approval_id  # the refused attempt, logged
     assert "approval" not in refused["input"]  # never verified, never shown to the policy
 
@@ -348,7 +350,7 @@ async def test_pending_rejected_and_expired_approvals_are_refused(
     assert asked_again.approval_state == "PENDING"
     expiries = [
         e["transition"]
-        for e in running.events("approval")
+        for e in (await running.events("approval"))
         if e["approval_id"] == asked.approval_id and e["transition"]["to"] == "expired"
     ]
     assert expiries == [{"from": None, "to": "expired"}]  # found once, logged once
@@ -506,7 +508,7 @@ async def test_read_only_tenant_denies_writes_and_serves_reads(
     assert (await authorize(actors, **refund(10))).effect == "ALLOW"
     modes = [
         (e["mode"], e["previous_mode"], e["actor"]["principal_id"])
-        for e in running.events("control")
+        for e in (await running.events("control"))
         if e["tenant_id"] == actors.tenant
     ]
     assert modes == [
@@ -607,12 +609,12 @@ async def test_forged_or_mismatched_credentials_are_refused(
         call["tenant_id"] = "someone-else"
     if forge == "body_names_another_principal":
         call["principal_id"] = "admin-agent"
-    before = len(running.events())
+    before = len(await running.events())
     async with AsyncClient(actors.target, token=tokens[forge]()) as client:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await client.authorize(**call)
     assert refused.value.code() == code
-    assert len(running.events()) == before  # nothing decided, nothing logged
+    assert len(await running.events()) == before  # nothing decided, nothing logged
 
 
 async def test_the_token_fills_in_tenant_principal_scopes_and_roles(
@@ -621,7 +623,7 @@ async def test_the_token_fills_in_tenant_principal_scopes_and_roles(
     """The body names no tenant and no scopes: they come from the verified token."""
     result = await authorize(actors, **refund(10))
     assert result.effect == "ALLOW", result.reasons
-    event = running.event_for(result.decision_id)
+    event = await running.event_for(result.decision_id)
     assert event["tenant_id"] == actors.tenant
     assert event["principal"]["scopes"] == ["refunds:write", "deploy:write"]
     assert event["input"]["identity"]["method"] == "jwt"

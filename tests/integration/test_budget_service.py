@@ -132,7 +132,7 @@ async def test_retrying_an_idempotency_key_returns_the_decision_and_reserves_onc
         results = [await running.client.authorize(**call, idempotency_key=key) for _ in range(10)]
         with pytest.raises(InvalidRequestError) as refused:
             await running.client.authorize(**call | {"parameters": {}}, idempotency_key=key)
-        events = running.events()
+        events = await running.events()
         replays = running.app.metrics.idempotent_replays._value.get()
     assert {r.decision_id for r in results} == {results[0].decision_id}
     assert {r.decided_at for r in results} == {results[0].decided_at}
@@ -211,7 +211,7 @@ async def test_settle_commits_cost_reports_it_and_is_idempotent(
         labels = (tenant, "refund_request")
         succeeded_cost = metrics.settled_cost.labels(*labels, "succeeded")._value.get()
         overruns = metrics.settlement_overruns.labels(*labels)._value.get()
-        events = [e for e in running.events() if e["event_type"] == "settlement"]
+        events = [e for e in (await running.events()) if e["event_type"] == "settlement"]
     (budget,) = settled.budgets
     assert (budget.spent_usd_micros, budget.reserved_usd_micros) == (90_000, 0)
     assert settled.outcome == again.outcome == "SUCCEEDED"

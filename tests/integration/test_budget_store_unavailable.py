@@ -69,7 +69,7 @@ async def test_unreachable_redis_denies_within_100ms(
     port = closed_port if kind == "refused" else hung_listener
     async for running in _capgate_on(f"redis://127.0.0.1:{port}/0", tmp_path):
         decisions = await _timed_decisions(running.target, 20)
-        event = running.events()[-1]
+        event = (await running.events())[-1]
     assert {(effect, codes) for effect, codes, _ in decisions} == {
         ("DENY", ("BUDGET_STORE_UNAVAILABLE",))
     }
@@ -109,6 +109,6 @@ async def test_a_policy_deny_keeps_its_reasons_when_redis_is_down(
             run_id="r",
             idempotency_key=str(uuid.uuid4()),
         )
-        event = running.events()[-1]
+        event = (await running.events())[-1]
     assert (result.effect, result.reason_codes) == ("DENY", ("AMOUNT_OVER_LIMIT",))
     assert "budget store" in event["error"]

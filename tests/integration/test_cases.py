@@ -78,8 +78,8 @@ async def test_case(
                 kwargs = _client_kwargs(request, run_id)
                 result = await client.authorize(**kwargs)
                 _assert_response(result, step["expect"])
-                _assert_logged(capgate, result, kwargs)
-                _assert_engines_agree(capgate, opa_eval, result)
+                await _assert_logged(capgate, result, kwargs)
+                await _assert_engines_agree(capgate, opa_eval, result)
             if "run_usage" in step["expect"]:
                 key = run_usage_key(kwargs["tenant_id"], kwargs["run_id"])
                 usage = await redis_client.hgetall(key)
@@ -104,8 +104,10 @@ def _assert_response(result: AuthorizeResult, expect: dict[str, Any]) -> None:
         assert result.min_approvals >= 1
 
 
-def _assert_logged(capgate: RunningCapgate, result: AuthorizeResult, sent: dict[str, Any]) -> None:
-    event = capgate.event_for(result.decision_id)
+async def _assert_logged(
+    capgate: RunningCapgate, result: AuthorizeResult, sent: dict[str, Any]
+) -> None:
+    event = await capgate.event_for(result.decision_id)
     assert uuid.UUID(event["event_id"]).version == 7
     assert event["event_type"] == "decision"
     assert event["effect"] == result.effect.lower()
@@ -122,10 +124,10 @@ def _assert_logged(capgate: RunningCapgate, result: AuthorizeResult, sent: dict[
     assert event["latency_ms"]["total"] > 0
 
 
-def _assert_engines_agree(
+async def _assert_engines_agree(
     capgate: RunningCapgate, opa_eval: OpaEval, result: AuthorizeResult
 ) -> None:
-    input_document = capgate.event_for(result.decision_id)["input"]
+    input_document = (await capgate.event_for(result.decision_id))["input"]
     engine = capgate.app.policy.engine
     assert engine is not None
     assert engine.query(input_document) == opa_eval.decide(input_document)  # type: ignore[attr-defined]

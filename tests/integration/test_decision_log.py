@@ -30,7 +30,7 @@ async def test_masked_paths_are_erased_from_the_logged_input(
             tool="cards.charge",
             parameters={"card_number": "4111111111111111", "amount_usd": 5},
         )
-        event = running.event_for(result.decision_id)
+        event = await running.event_for(result.decision_id)
     assert result.effect == "ALLOW"
     assert event["input"]["parameters"] == {"amount_usd": 5}
     assert "tool" not in event["input"]
@@ -38,9 +38,11 @@ async def test_masked_paths_are_erased_from_the_logged_input(
     assert "4111111111111111" not in json.dumps(event)
 
 
-async def test_a_failed_decision_log_write_still_answers_and_is_counted(
+async def test_a_failing_sink_never_fails_or_slows_authorize_the_outbox_keeps_the_event(
     redis_server: RedisServer,
 ) -> None:
+    """/dev/full refuses every write: the decision is answered from the outbox's
+    append, and the exporter keeps retrying (counted) while the event waits there."""
     async with start_capgate(
         bundle=DEFAULT_BUNDLE, redis_url=redis_server.url, decision_log=Path("/dev/full")
     ) as running:
@@ -48,9 +50,15 @@ async def test_a_failed_decision_log_write_still_answers_and_is_counted(
         result = await client.authorize(
             **ALLOWED_REFUND, run_id="full-disk", idempotency_key=str(uuid.uuid4())
         )
-        errors = running.app.metrics.decision_log_errors._value.get()
+        assert not await running.app.events.drain(0.5)
+        registry = running.app.metrics.registry
+        failures = registry.get_sample_value(
+            "capgate_sink_failures_total", {"sink": "decision-log"}
+        )
+        waiting = registry.get_sample_value("capgate_outbox_events")
     assert result.effect == "ALLOW"
-    assert errors == 1
+    assert failures is not None and failures >= 1
+    assert waiting == 1
 
 
 def test_a_port_already_in_use_is_an_error(redis_server: RedisServer) -> None:

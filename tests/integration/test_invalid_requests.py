@@ -53,12 +53,12 @@ def _nested(depth: int) -> dict[str, Any]:
 async def test_invalid_argument_names_the_field(
     capgate: RunningCapgate, override: dict[str, Any], field: str
 ) -> None:
-    lines_before = len(capgate.events())
+    lines_before = len(await capgate.events())
     async with AsyncClient(capgate.target) as client:
         with pytest.raises(InvalidRequestError) as raised:
             await client.authorize(**(VALID | override))
     assert field in raised.value.fields, raised.value.field_violations
-    assert len(capgate.events()) == lines_before  # nothing decided, nothing logged
+    assert len(await capgate.events()) == lines_before  # nothing decided, nothing logged
 
 
 async def test_depth_32_is_accepted(capgate: RunningCapgate) -> None:

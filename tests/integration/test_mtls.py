@@ -86,7 +86,7 @@ async def test_the_spiffe_id_names_tenant_and_principal(running: RunningCapgate,
             run_id=f"run-{uuid.uuid4()}",
             idempotency_key=str(uuid.uuid4()),
         )
-    event = running.event_for(result.decision_id)
+    event = await running.event_for(result.decision_id)
     assert (event["tenant_id"], event["principal"]["id"]) == (tenant, "refund-agent")
     assert event["input"]["identity"]["method"] == "mtls"
     # no scopes come from a certificate: the policy refuses the refund for that reason

@@ -43,7 +43,7 @@ async def test_bad_policy_results_deny_with_policy_error(
     ) as running:
         client = running.client
         result = await client.authorize(**CALL, run_id="r")
-        event = running.event_for(result.decision_id)
+        event = await running.event_for(result.decision_id)
     assert (result.effect, result.reason_codes) == ("DENY", ("POLICY_ERROR",))
     assert why in event["error"]
     assert why not in result.reasons[0].message
@@ -66,7 +66,7 @@ async def test_run_limits_without_a_run_id_deny_with_policy_error(
         bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
     ) as running:
         result = await running.client.authorize(**CALL)
-        event = running.event_for(result.decision_id)
+        event = await running.event_for(result.decision_id)
     assert (result.effect, result.reason_codes) == ("DENY", ("POLICY_ERROR",))
     assert "run.run_id" in event["error"]
 
@@ -93,7 +93,7 @@ async def test_shadow_enforcement_allows_and_records_the_real_effect(
     ) as running:
         client = running.client
         result = await client.authorize(**CALL)
-        event = running.event_for(result.decision_id)
+        event = await running.event_for(result.decision_id)
     assert (result.effect, result.reason_codes) == ("ALLOW", ())
     assert event["shadow"] == {
         "effect": "deny",

@@ -56,7 +56,7 @@ async def test_runs_stop_at_the_first_deny_or_approval(
         replay = await replay_suite(
             "banking", runs, capgate.client.authorize_message, observer=recorder
         )
-        events = capgate.events("decision")
+        events = await capgate.events("decision")
 
     assert [o.outcome for o in replay.outcomes] == [
         Outcome.ALLOWED,

@@ -5,6 +5,7 @@
 #   data.capgate.authz.decision is the policy result the sidecar reads
 #   (DESIGN §5): effect, reasons, obligations, approval, budgets,
 #   rate_limits, reservation_ttl_seconds (when set), class, enforcement,
+#   log.mask and log.audit_required (when set),
 #   log.mask. Budgets, rate limits and the TTL come from capgate.lib.budgets.
 #   Precedence: deny > require_approval > allow, except that a human approval
 #   the sidecar verified and the policy accepts (`approved`) turns what would
@@ -169,5 +170,11 @@ result := {
 	"rate_limits": budgets.rate_limits,
 	"class": capability.class,
 	"enforcement": capability.enforcement,
-	"log": {"mask": capability.mask},
+	"log": log_settings,
 }
+
+# log_settings: the decision log's settings for this capability; audit_required
+# appears only when the capability sets it.
+log_settings := {"mask": capability.mask, "audit_required": true} if {
+	capability.audit_required
+} else := {"mask": capability.mask}

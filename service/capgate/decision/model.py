@@ -173,7 +173,8 @@ class BudgetStatus:
 
 @dataclass(frozen=True, slots=True)
 class PolicyResult:
-    """The bundle's answer (DESIGN §5), validated. ``mask`` lists input paths to redact."""
+    """The bundle's answer (DESIGN §5), validated. ``mask`` lists input paths to redact;
+    ``audit_required``: deny ``AUDIT_UNAVAILABLE`` when the decision log is full."""
 
     effect: Effect
     reasons: tuple[Reason, ...] = ()
@@ -185,6 +186,7 @@ class PolicyResult:
     action_class: str = "write"
     enforcement: str = "enforce"
     mask: tuple[str, ...] = ()
+    audit_required: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,9 +72,13 @@ class Outcome:
     approval: Approval | None = None
     ticket: ApprovalTicket | None = None
     caller: Identity | None = None
+    refused: bool = False
     latency_ms: dict[str, float] = field(default_factory=dict)
 
     def deny(self, code: str, error: str | None = None, **fields: str) -> None:
+        """DENY with a sidecar reason (never recorded under an idempotency key: a retry
+        is decided afresh once the cause has cleared)."""
+        self.refused = True
         self.effect = Effect.DENY
         self.reasons = (reasons.sidecar_reason(code, **fields),)
         self.error = error

@@ -107,6 +107,7 @@ class Pipeline:
             policy_started = self.clock.monotonic()
             self._evaluate_policy(input_document, outcome)
             outcome.latency_ms["policy"] = (self.clock.monotonic() - policy_started) * 1000
+            self._check_audit(outcome)
             await self._admit(request, outcome, decision_id, decided_at)
         outcome.latency_ms["total"] = (self.clock.monotonic() - started) * 1000
         decision = outcome.replayed or self._decision(outcome, decision_id, decided_at)
@@ -193,6 +194,18 @@ class Pipeline:
             )
         return replace(recorded, budgets=budget_statuses(specs, result.usage), ticket=ticket)
 
+    def _check_audit(self, outcome: Outcome) -> None:
+        """A capability marked ``audit_required`` is denied while the decision log
+        cannot take its event without dropping older ones."""
+        policy = outcome.policy
+        if (
+            policy is not None
+            and policy.audit_required
+            and outcome.effect is not Effect.DENY
+            and self.events.saturated()
+        ):
+            outcome.deny(reasons.AUDIT_UNAVAILABLE, "the outbox is at its cap")
+
     def _evaluate_policy(self, input_document: dict[str, Any], outcome: Outcome) -> None:
         engine = self.policy.engine
         if engine is None:
@@ -228,7 +241,7 @@ class Pipeline:
         # Only decisions the policy made are recorded: a sidecar failure (no bundle, a
         # policy error) must not be replayed once it has cleared.
         idempotent = bool(request.idempotency_key) and not request.dry_run and policy is not None
-        if policy is None or (outcome.effect is Effect.DENY and not idempotent):
+        if policy is None or outcome.refused or (outcome.effect is Effect.DENY and not idempotent):
             return
         budgets: Sequence[BudgetSpec] = ()
         rate_limits: Sequence[RateLimitSpec] = ()

@@ -19,6 +19,7 @@ APPROVAL_INVALID = "APPROVAL_INVALID"
 RUN_STOPPED = "RUN_STOPPED"
 TENANT_READ_ONLY = "TENANT_READ_ONLY"
 TENANT_FROZEN = "TENANT_FROZEN"
+AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 
 _MESSAGES = {
     POLICY_ERROR: "the policy could not produce a decision; denied",
@@ -32,6 +33,7 @@ _MESSAGES = {
     RUN_STOPPED: "an operator stopped this run; denied",
     TENANT_READ_ONLY: "the tenant is read-only: only read capabilities are allowed",
     TENANT_FROZEN: "the tenant is frozen: every capability is denied",
+    AUDIT_UNAVAILABLE: "this capability needs an audit record and the decision log is full",
 }
 
 

@@ -45,6 +45,7 @@ expired); a control event (``event_type: "control"``) one operator action::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -60,7 +61,8 @@ from capgate.decision.model import (
     Settlement,
     SettleRequest,
 )
-from capgate.events.mask import erase_paths
+from capgate.events.config import DEFAULT_MASKED_PARAMETER_NAMES
+from capgate.events.mask import mask_input
 from capgate.identity.model import Identity
 
 SCHEMA_VERSION = "capgate.decision_event.v1"
@@ -76,13 +78,14 @@ def decision_event(
     error: str | None,
     latency_ms: dict[str, float],
     mask: tuple[str, ...] = (),
+    masked_names: Sequence[str] = DEFAULT_MASKED_PARAMETER_NAMES,
     replayed: bool = False,
 ) -> dict[str, Any]:
     """The event for ``decision``; ``shadowed`` is the policy result a shadow ALLOW hid;
     ``mask`` lists input paths to erase (the policy result's ``log.mask``); ``replayed``
     marks a retry answered from its idempotency key (the same ``decision_id``)."""
     principal = request.principal
-    logged_input, masked = erase_paths(input_document, mask)
+    logged_input, masked = mask_input(input_document, paths=mask, names=masked_names)
     return {
         "schema_version": SCHEMA_VERSION,
         "event_id": event_id,

@@ -12,6 +12,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,14 @@ class ServeProcess:
         redis_url: str,
         listen: str = "127.0.0.1:0",
         decision_log: Path | None = None,
+        outbox: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> ServeProcess:
         """Start ``capgate serve`` (metrics on a free port) without waiting for it.
-        ``env`` adds environment variables (``CAPGATE_*`` settings)."""
+        ``env`` adds environment variables (``CAPGATE_*`` settings); ``outbox``: the
+        event outbox (default: a fresh one in a temporary directory, so processes never
+        share one)."""
+        outbox = outbox or Path(tempfile.mkdtemp(prefix="capgate-outbox-")) / "outbox.db"
         args = [
             "--bundle",
             str(bundle),
@@ -57,6 +62,8 @@ class ServeProcess:
             listen,
             "--metrics-listen",
             "127.0.0.1:0",
+            "--outbox",
+            str(outbox),
         ]
         if decision_log is not None:
             args += ["--decision-log", str(decision_log)]
@@ -69,6 +76,7 @@ class ServeProcess:
         bundle: Path,
         redis_url: str,
         decision_log: Path | None = None,
+        outbox: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> ServeProcess:
         """Launch on free ports and wait until the bundle is active.
@@ -76,7 +84,9 @@ class ServeProcess:
         Raises:
             RuntimeError: the server exited, failed to activate its bundle, or timed out.
         """
-        server = cls.launch(bundle=bundle, redis_url=redis_url, decision_log=decision_log, env=env)
+        server = cls.launch(
+            bundle=bundle, redis_url=redis_url, decision_log=decision_log, outbox=outbox, env=env
+        )
         try:
             server.wait_for("bundle_activated")
         except RuntimeError:

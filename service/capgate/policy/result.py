@@ -13,7 +13,8 @@ Expected shape of ``data.capgate.authz.decision``::
                       "limit": int >= 1, "period_seconds": int >= 1, "burst": int >= 1}],
      "reservation_ttl_seconds": int >= 1,
      "class": "read" | "write",
-     "enforcement": "enforce" | "shadow", "log": {"mask": [str]}}
+     "enforcement": "enforce" | "shadow",
+     "log": {"mask": [str], "audit_required": bool}}
 
 Integers may be Rego numbers with no fraction (``5.0``); booleans and strings are refused.
 Only ``effect`` is required. Anything else malformed raises :class:`PolicyError`,
@@ -114,6 +115,7 @@ class _RateLimit(_Model):
 
 class _Log(_Model):
     mask: list[str] = []
+    audit_required: bool = False
 
 
 class _PolicyResult(_Model):
@@ -169,4 +171,5 @@ def parse_policy_result(raw: Any) -> PolicyResult:
         action_class=model.action_class,
         enforcement=model.enforcement,
         mask=tuple(model.log.mask),
+        audit_required=model.log.audit_required,
     )

@@ -15,6 +15,9 @@
 #     enforcement        "enforce" | "shadow" (default "enforce")
 #     obligations        [{type, parameters}] returned with ALLOW
 #     mask               input paths masked in decision events
+#     audit_required     true: when the decision log cannot take another event
+#                        (its outbox is full), deny AUDIT_UNAVAILABLE rather than
+#                        drop the oldest events
 #   The reasons come as arrays in a fixed order (deny_list, approval_list) and
 #   as sets (deny, approval_reasons). The entrypoint reads the arrays: rego-cpp
 #   builds sets of objects slowly and iterates them in another order than OPA.
@@ -112,3 +115,6 @@ mask := m if {
 } else := []
 
 approval := definition.approval
+
+# audit_required: the capability is marked audit_required: true.
+audit_required if definition.audit_required == true
