@@ -22,8 +22,9 @@ from capgate.control.desk import ControlDesk
 from capgate.control.store import RedisControlStore
 from capgate.decision.pipeline import Pipeline
 from capgate.decision.settle import Settler
-from capgate.errors import BundleError
+from capgate.errors import BundleError, ConfigError
 from capgate.events.config import EventsSettings, FileSinkSettings
+from capgate.events.outbox import Checkpointer, Outbox
 from capgate.events.sink import EventSink, NopSink
 from capgate.identity.insecure import InsecureAuthenticator
 from capgate.identity.jwks import JwksSource
@@ -154,7 +155,6 @@ def build_events(settings: Settings, *, clock: Clock, metrics: Metrics) -> Event
         return NopSink()
     from capgate.events.checkpoint import Checkpointer, load_signing_key
     from capgate.events.exporter import Exporter
-    from capgate.events.outbox import Outbox
     from capgate.events.pipeline import EventPipeline
     from capgate.events.sinks.factory import build_sink
 
@@ -168,16 +168,10 @@ def build_events(settings: Settings, *, clock: Clock, metrics: Metrics) -> Event
             every_seconds=checkpoint.every_seconds,
             instance_id=instance,
         )
-    outbox = Outbox.open(
-        events.outbox.path,
-        instance_id=instance,
-        max_bytes=events.outbox.max_bytes,
-        sink_names=[sink.name for sink in events.sinks],
-        clock=clock,
-        metrics=metrics,
-        checkpointer=checkpointer,
-        new_id=new_id,
-    )
+    try:
+        outbox = _open_outbox(events, instance, checkpointer, clock=clock, metrics=metrics)
+    except ValueError as exc:  # the outbox belongs to another instance_id
+        raise ConfigError(f"events.outbox.path {events.outbox.path}: {exc}") from exc
     hostname = socket.gethostname()
     exporters = [
         Exporter(
@@ -192,6 +186,26 @@ def build_events(settings: Settings, *, clock: Clock, metrics: Metrics) -> Event
     ]
     return EventPipeline(
         outbox, exporters, fsync_interval_seconds=events.outbox.fsync_interval_ms / 1000
+    )
+
+
+def _open_outbox(
+    events: EventsSettings,
+    instance: str,
+    checkpointer: Checkpointer | None,
+    *,
+    clock: Clock,
+    metrics: Metrics,
+) -> Outbox:
+    return Outbox.open(
+        events.outbox.path,
+        instance_id=instance,
+        max_bytes=events.outbox.max_bytes,
+        sink_names=[sink.name for sink in events.sinks],
+        clock=clock,
+        metrics=metrics,
+        checkpointer=checkpointer,
+        new_id=new_id,
     )
 
 
@@ -234,6 +248,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
         clock=clock,
         new_id=new_id,
         reservation_ttl_seconds=budget.reservation_ttl_seconds,
+        masked_names=tuple(settings.events.masked_parameter_names),
     )
     settler = Settler(budgets=budget_store, events=events, metrics=metrics, new_id=new_id)
     approval_desk = ApprovalDesk(operator_approvals, events, metrics, clock, new_id)

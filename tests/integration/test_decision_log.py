@@ -6,9 +6,18 @@ import json
 import socket
 import uuid
 from pathlib import Path
+from typing import Any
 
+import pytest
+from prometheus_client import CollectorRegistry
+
+from capgate.app import build_events
+from capgate.clock import SystemClock
+from capgate.errors import ConfigError
 from capgate.local.redis_server import RedisServer
 from capgate.local.serve_process import ServeProcess
+from capgate.observability.metrics import Metrics
+from capgate.settings import load_settings
 from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE, start_capgate, write_bundle
 
 
@@ -72,3 +81,49 @@ def test_a_port_already_in_use_is_an_error(redis_server: RedisServer) -> None:
         record = proc.wait_for("listen_failed")
         assert str(port) in record["error"]
         assert proc.process.wait(timeout=30) == 2
+
+
+async def test_secret_parameter_names_are_masked_by_default_and_configurable(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    bundle = write_bundle(tmp_path / "b", 'decision := {"effect": "allow"}\n')
+    parameters = {"password": "hunter2", "nested": {"API_KEY": "k"}, "amount_usd": 5, "pin": "1234"}
+    async with start_capgate(
+        bundle=bundle, redis_url=redis_server.url, decision_log=tmp_path / "d.jsonl"
+    ) as running:
+        result = await running.client.authorize(
+            tenant_id="acme", principal_id="p", capability="pay", parameters=parameters
+        )
+        default = await running.event_for(result.decision_id)
+    assert default["input"]["parameters"] == {"nested": {}, "amount_usd": 5, "pin": "1234"}
+    assert sorted(default["masked"]) == ["parameters.nested.API_KEY", "parameters.password"]
+    async with start_capgate(
+        bundle=bundle,
+        redis_url=redis_server.url,
+        decision_log=tmp_path / "e.jsonl",
+        events={
+            "outbox": {"path": tmp_path / "o.db"},
+            "masked_parameter_names": ["pin"],
+        },
+    ) as running:
+        result = await running.client.authorize(
+            tenant_id="acme", principal_id="p", capability="pay", parameters=parameters
+        )
+        configured = await running.event_for(result.decision_id)
+    assert configured["masked"] == ["parameters.pin"]
+    assert "1234" not in json.dumps(configured) and "hunter2" in json.dumps(configured)
+
+
+async def test_an_outbox_of_another_instance_is_a_config_error(tmp_path: Path) -> None:
+    def settings(instance: str) -> Any:
+        return load_settings(
+            policy={"bundle": "b"},
+            decision_log={"path": tmp_path / "d.jsonl"},
+            events={"instance_id": instance, "outbox": {"path": tmp_path / "o.db"}},
+        )
+
+    metrics = Metrics(CollectorRegistry())
+    first = build_events(settings("capgate-a"), clock=SystemClock(), metrics=metrics)
+    await first.aclose()
+    with pytest.raises(ConfigError, match=r"events\.outbox\.path .*o\.db"):
+        build_events(settings("capgate-b"), clock=SystemClock(), metrics=metrics)

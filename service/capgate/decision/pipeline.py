@@ -58,6 +58,7 @@ from capgate.errors import (
     NotFound,
     PolicyError,
 )
+from capgate.events.config import DEFAULT_MASKED_PARAMETER_NAMES
 from capgate.events.event import approval_event, decision_event
 from capgate.events.sink import EventSink, emit_counted
 from capgate.identity.binding import bind_request
@@ -70,7 +71,8 @@ from capgate.policy.input import build_input
 @dataclass(frozen=True, slots=True)
 class Pipeline:
     """``reservation_ttl_seconds``: how long an ALLOW's reservation waits for Settle
-    when the policy names no TTL."""
+    when the policy names no TTL; ``masked_names``: parameter names erased from every
+    decision event (``events.masked_parameter_names``)."""
 
     policy: ActivePolicy
     budgets: BudgetStore
@@ -81,6 +83,7 @@ class Pipeline:
     clock: Clock
     new_id: Callable[[], str]
     reservation_ttl_seconds: int
+    masked_names: tuple[str, ...] = DEFAULT_MASKED_PARAMETER_NAMES
 
     async def authorize(self, request: AuthorizeRequest, credentials: Credentials) -> Decision:
         """Decide ``request`` for the caller ``credentials`` identify.
@@ -120,6 +123,7 @@ class Pipeline:
             error=outcome.error,
             latency_ms=outcome.latency_ms,
             mask=outcome.policy.mask if outcome.policy else (),
+            masked_names=self.masked_names,
             replayed=outcome.replayed is not None,
         )
         emit_counted(self.events, event, self.metrics.decision_log_errors)

@@ -152,7 +152,10 @@ SinkSettings = Annotated[
 
 class EventsSettings(_Section):
     """``instance_id`` names this process's chain (stable across restarts; default: the
-    host name)."""
+    host name plus 8 hex digits of the SHA-256 of the outbox's path, see
+    ``capgate.app.instance_id``); ``masked_parameter_names``: parameter names erased
+    from every event (substring match, case-insensitive: ``token`` also erases
+    ``max_tokens``)."""
 
     instance_id: str | None = None
     outbox: OutboxSettings = OutboxSettings()

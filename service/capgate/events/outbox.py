@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _INSERT = "INSERT INTO events (seq, event_id, time, size, body) VALUES (?, ?, ?, ?, ?)"
 _READ = "SELECT seq, event_id, time, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
 _KIB = 1024
+_WAL_SIZE_LIMIT_BYTES = 64 << 20
 _GAP_RESERVE = 512  # bytes kept free for the gap event itself
 # Delivered rows deleted per transaction on the event loop (~1-2 ms for 2 KB events).
 _PRUNE_CHUNK = 512
@@ -550,6 +551,9 @@ def _connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
             raise OutboxError(f"{path}: WAL mode unavailable (journal_mode={mode})")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA wal_autocheckpoint=0")
+        # After each checkpoint that empties it, the WAL file is cut back to this size
+        # (https://www.sqlite.org/pragma.html#pragma_journal_size_limit).
+        db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT_BYTES}")
         # Debian's SQLite zeroes freed pages (SQLITE_SECURE_DELETE): 3x the cost of
         # deleting delivered rows. FAST zeroes only within pages written anyway.
         db.execute("PRAGMA secure_delete=FAST")

@@ -60,6 +60,8 @@ class EventPipeline:
         self._tasks.append(
             asyncio.create_task(self._outbox.run_fsync(self._fsync_interval), name="outbox-fsync")
         )
+        for task in self._tasks:
+            task.add_done_callback(_log_crash)
 
     async def drain(self, timeout_seconds: float) -> bool:
         """Deliver what the outbox holds to every sink within ``timeout_seconds``; True
