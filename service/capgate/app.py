@@ -181,6 +181,7 @@ def build_events(settings: Settings, *, clock: Clock, metrics: Metrics) -> Event
             retry=events.retry,
             metrics=metrics,
             clock=clock,
+            linger_seconds=events.export_linger_ms / 1000,
         )
         for sink in events.sinks
     ]

@@ -2,7 +2,9 @@
 
 Loop: read a batch after the sink's cursor (in a worker thread), ``n = await
 sink.send(batch)``, acknowledge through ``batch[n - 1].seq`` (the outbox persists the
-cursor), repeat; when caught up, wait for the outbox's next append (no polling). A
+cursor), repeat; when caught up, wait for the outbox's next append (no polling), then
+``linger_seconds`` more, so that at a trickle one batch carries what arrived
+meanwhile instead of one read, send and acknowledgement per event. A
 failed send (``SinkError``, ``OSError``, ``TimeoutError``) is counted, followed by a
 sleep with exponential backoff and full jitter, ``random() * min(max_backoff,
 initial_backoff * 2**attempt)`` (AWS Architecture Blog, "Exponential Backoff And
@@ -62,6 +64,7 @@ class Exporter:
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = _random.random,
+        linger_seconds: float = 0.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -74,6 +77,7 @@ class Exporter:
         self._clock = clock
         self._sleep = sleep
         self._random = random
+        self._linger = linger_seconds
         self._sent = metrics.sink_sent.labels(self.name)
         self._acknowledged = metrics.sink_acknowledged.labels(self.name)
         self._retries = metrics.sink_retries.labels(self.name)
@@ -104,6 +108,8 @@ class Exporter:
                 if not delivered:
                     self._lag.set(0)
                     await self._outbox.wait_for_append(self._outbox.cursor(self.name))
+                    if self._linger:  # let a few more arrive: one batch, not one per event
+                        await asyncio.sleep(self._linger)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
