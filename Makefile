@@ -41,6 +41,9 @@ bench: bootstrap
 	$(VENV)/python bench/authorize_load.py --budgets --servers 2 \
 		--out bench/results/budgets-2-processes.json
 	$(VENV)/python bench/identity.py
+	$(VENV)/python bench/authorize_load.py --no-events --out bench/results/authorize-no-events.json
+	$(VENV)/python bench/outbox.py
+	$(VENV)/python bench/exporters.py
 
 fmt: bootstrap
 	$(VENV)/ruff format service clients tests bench scripts
