@@ -42,6 +42,12 @@ from capgate.replay.view import Timeline, print_stops, print_summary
 from capgate.replay.workload import Run, WorkloadError, group_runs, load_workload
 from capgate_client import AsyncClient, InvalidRequestError
 
+# Five sidecars, a private Redis and the replay share this machine's cores: a Redis
+# reply delayed past the production deadline (20 ms) by that crowding would turn an
+# allowed call into DENY BUDGET_STORE_UNAVAILABLE and blur the policy figures the demo
+# is about. The tests' in-process servers use the same 250 ms.
+DEMO_ENV = {"CAPGATE_BUDGET__DEADLINE_MS": "250"}
+
 
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
@@ -198,7 +204,7 @@ def _start_sidecars_for(
     try:
         for name, log in logs.items():
             sidecars[name] = ServeProcess.launch(
-                bundle=bundles[name], redis_url=redis_url, decision_log=log
+                bundle=bundles[name], redis_url=redis_url, decision_log=log, env=DEMO_ENV
             )
         for server in sidecars.values():
             server.wait_for("bundle_activated")
