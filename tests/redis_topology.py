@@ -15,11 +15,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import redis
 
+from capgate.local.lifecycle import Managed
 from capgate.local.redis_server import free_port, server_args
 
 STARTUP_TIMEOUT_SECONDS = 15.0
@@ -128,7 +128,7 @@ class _Processes:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class _Topology:
+class _Topology(Managed):
     """Start/stop and ``with`` for a topology: :meth:`_bring_up` starts its processes;
     a failure part-way stops whatever already runs."""
 
@@ -153,17 +153,6 @@ class _Topology:
         if self._processes is not None:
             self._processes.stop()
             self._processes = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class RedisClusterNodes(_Topology):

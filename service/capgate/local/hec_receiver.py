@@ -41,9 +41,10 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
+
+from capgate.local.lifecycle import Managed
 
 EVENT_PATHS = frozenset(
     {"/services/collector", "/services/collector/event", "/services/collector/event/1.0"}
@@ -78,7 +79,7 @@ class _Refused(Exception):
         self.extra = extra
 
 
-class HecReceiver:
+class HecReceiver(Managed):
     """A HEC endpoint on a free loopback port, served from a background thread.
 
     ``token``: the one valid token; ``ack_enabled``: indexer acknowledgement is on for
@@ -146,17 +147,6 @@ class HecReceiver:
                 connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-    def __enter__(self) -> HecReceiver:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def outage(self, mode: Literal["503", "refuse"] = "503") -> None:
         """``503``: answer every request 503 "Server is busy" (code 9); ``refuse``: stop

