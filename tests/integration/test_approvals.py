@@ -125,9 +125,6 @@ class Actors:
     def agent(self, sub: str = "refund-agent", **extra: Any) -> AsyncClient:
         return AsyncClient(self.target, token=self.identities.token(sub, self.tenant, **extra))
 
-    def approvals(self, sub: str, *roles: str) -> approvals_grpc.ApprovalServiceStub:
-        return approvals_grpc.ApprovalServiceStub(self._channel()), self._md(sub, roles)  # type: ignore[return-value]
-
     def _channel(self) -> grpc.aio.Channel:
         return grpc.aio.insecure_channel(self.target)
 
@@ -275,9 +272,14 @@ async def test_repeating_a_pending_request_returns_the_same_approval(actors: Act
     assert replay.approval_state == "APPROVED"
 
 
-async def test_a_dry_run_creates_no_approval(actors: Actors, running: RunningCapgate) -> None:
+async def test_a_dry_run_creates_no_approval(actors: Actors) -> None:
     result = await authorize(actors, **refund(80), dry_run=True)
     assert result.effect == "REQUIRE_APPROVAL" and result.approval_id == ""
+    async with grpc.aio.insecure_channel(actors.target) as channel:
+        listed = await approvals_grpc.ApprovalServiceStub(channel).ListApprovals(
+            approvals_api.ListApprovalsRequest(), metadata=actors._md("console", ())
+        )
+    assert list(listed.approvals) == []  # nothing stored in the tenant either
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from capgate.budget import keys
 from capgate.budget.connection import follow_sentinel_primary
-from capgate.budget.scripting import Script, decode_ids, from_ms, run_script, text
+from capgate.budget.scripting import Script, bounded, decode_ids, from_ms, run_script, text
 from capgate.budget.store import (
     Admission,
     AdmissionResult,
@@ -40,7 +40,6 @@ from capgate.budget.store import (
 )
 from capgate.decision.model import BudgetScope, Cost, Outcome, RateLimitSpec
 from capgate.errors import (
-    BudgetStoreUnavailable,
     IdempotencyConflict,
     ReservationNotFound,
     SettlementConflict,
@@ -176,15 +175,11 @@ class RedisBudgetStore:
         Raises:
             BudgetStoreUnavailable: Redis did not answer within the deadline.
         """
-        try:
-            async with asyncio.timeout(self._deadline):
-                async with self._client.pipeline(transaction=True) as pipe:
-                    pipe.hmget(keys.idempotency_key(tenant_id, key), ["f", "d", "r"])
-                    pipe.exists(keys.run_stop_key(tenant_id, run_id))
-                    pipe.hget(keys.control_key(tenant_id), "mode")
-                    (seen, decision, usage_csv), stopped, mode = await pipe.execute()
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise BudgetStoreUnavailable(f"budget store: {type(exc).__name__}: {exc}") from exc
+        async with bounded(self._deadline), self._client.pipeline(transaction=True) as pipe:
+            pipe.hmget(keys.idempotency_key(tenant_id, key), ["f", "d", "r"])
+            pipe.exists(keys.run_stop_key(tenant_id, run_id))
+            pipe.hget(keys.control_key(tenant_id), "mode")
+            (seen, decision, usage_csv), stopped, mode = await pipe.execute()
         if seen is None or text(seen) != fingerprint:
             return None
         if stopped:

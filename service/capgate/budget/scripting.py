@@ -8,9 +8,10 @@ which also caches the script again (https://redis.io/docs/latest/develop/interac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
@@ -58,9 +59,20 @@ async def run_script(
     Raises:
         BudgetStoreUnavailable: a timeout, a connection error or a Redis error.
     """
+    async with bounded(deadline_seconds):
+        return await script(client, keys, args)
+
+
+@contextlib.asynccontextmanager
+async def bounded(deadline_seconds: float) -> AsyncIterator[None]:
+    """The Redis calls in the block, within ``deadline_seconds``.
+
+    Raises:
+        BudgetStoreUnavailable: a timeout, a connection error or a Redis error.
+    """
     try:
         async with asyncio.timeout(deadline_seconds):
-            return await script(client, keys, args)
+            yield
     except (TimeoutError, RedisError, OSError) as exc:
         raise BudgetStoreUnavailable(f"budget store: {type(exc).__name__}: {exc}") from exc
 

@@ -4,7 +4,6 @@ on the next decision of every replica."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,9 +11,9 @@ from enum import StrEnum
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
 
 from capgate.budget import keys
+from capgate.budget.scripting import bounded
 from capgate.errors import BudgetStoreUnavailable
 
 
@@ -62,7 +61,8 @@ class RedisControlStore:
             }
         )
         key = keys.run_stop_key(stop.tenant_id, stop.run_id)
-        await self._bounded(self._client.set(key, record, ex=self._run_ttl))
+        async with bounded(self._deadline):
+            await self._client.set(key, record, ex=self._run_ttl)
 
     async def set_mode(self, tenant_id: str, mode: TenantMode) -> TenantMode:
         """Set the tenant's mode; returns the mode it had.
@@ -71,33 +71,28 @@ class RedisControlStore:
             BudgetStoreUnavailable: Redis did not answer in time.
         """
         key = keys.control_key(tenant_id)
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with bounded(self._deadline), self._client.pipeline(transaction=True) as pipe:
             pipe.hget(key, "mode")
             if mode is TenantMode.NORMAL:
                 pipe.hdel(key, "mode")
             else:
                 pipe.hset(key, "mode", mode.value)
-            previous, _ = await self._bounded(pipe.execute())
+            previous, _ = await pipe.execute()
         return _mode(previous)
 
     async def mode(self, tenant_id: str) -> TenantMode:
         """Raises BudgetStoreUnavailable."""
-        return _mode(await self._bounded(self._client.hget(keys.control_key(tenant_id), "mode")))
+        async with bounded(self._deadline):
+            return _mode(await self._client.hget(keys.control_key(tenant_id), "mode"))
 
     async def ping(self) -> bool:
         """True when Redis answers within the deadline."""
         try:
-            await self._bounded(self._client.ping())
+            async with bounded(self._deadline):
+                await self._client.ping()
         except BudgetStoreUnavailable:
             return False
         return True
-
-    async def _bounded(self, call):  # type: ignore[no-untyped-def]
-        try:
-            async with asyncio.timeout(self._deadline):
-                return await call
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise BudgetStoreUnavailable(f"budget store: {type(exc).__name__}: {exc}") from exc
 
 
 def _mode(value: bytes | str | None) -> TenantMode:

@@ -100,11 +100,9 @@ def approve(
     as_json: Json = False,
 ) -> None:
     """Approve: once the quorum approves, the agent's retry with this approval is allowed."""
-    with connection.open(tenant) as operator:
-        response = operator.decide_approval(
-            tenant, approval_id, approvals_api.APPROVAL_VERDICT_APPROVE, comment
-        )
-    _print_approval(response, as_json)
+    _decide(
+        connection, tenant, approval_id, approvals_api.APPROVAL_VERDICT_APPROVE, comment, as_json
+    )
 
 
 @approvals.command("reject")
@@ -117,10 +115,21 @@ def reject(
     as_json: Json = False,
 ) -> None:
     """Reject: one rejection ends the approval; the agent's retry stays unapproved."""
+    _decide(
+        connection, tenant, approval_id, approvals_api.APPROVAL_VERDICT_REJECT, comment, as_json
+    )
+
+
+def _decide(
+    connection: ConnectionFlags,
+    tenant: str,
+    approval_id: str,
+    verdict: approvals_api.ApprovalVerdict.ValueType,
+    comment: str,
+    as_json: bool,
+) -> None:
     with connection.open(tenant) as operator:
-        response = operator.decide_approval(
-            tenant, approval_id, approvals_api.APPROVAL_VERDICT_REJECT, comment
-        )
+        response = operator.decide_approval(tenant, approval_id, verdict, comment)
     _print_approval(response, as_json)
 
 
