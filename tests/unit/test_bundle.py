@@ -163,9 +163,16 @@ def test_symlinked_subdirectory_is_refused(tmp_path: Path) -> None:
         load_bundle(root)
 
 
+def test_a_leading_slash_is_the_bundle_root_as_opa_build_writes_it(tmp_path: Path) -> None:
+    path = write_tar(tmp_path / "b.tar.gz", {"/p.rego": POLICY, "/.manifest": '{"revision": "r1"}'})
+    bundle = load_bundle(path)
+    assert bundle.revision == "r1"
+    assert list(bundle.modules) == ["p.rego"]
+
+
 @pytest.mark.parametrize(
     "name",
-    ["../x.rego", "a/../../x.rego", "ok/../x.rego", "/x.rego", "/etc/data.json", "../README"],
+    ["../x.rego", "a/../../x.rego", "ok/../x.rego", "/../x.rego", "../README"],
 )
 def test_tar_member_escaping_the_bundle_is_refused(tmp_path: Path, name: str) -> None:
     path = write_tar(tmp_path / "b.tar.gz", {"p.rego": POLICY, name: "package x\n"})
@@ -221,14 +228,17 @@ def test_size_limit(tmp_path: Path, packer: str) -> None:
 
 
 @pytest.mark.parametrize("packer", ["dir", "tar"])
-def test_ignored_files_do_not_count_toward_the_size_limit(tmp_path: Path, packer: str) -> None:
+def test_every_file_counts_toward_the_size_limit(tmp_path: Path, packer: str) -> None:
+    """As OPA's size_limit_bytes: an ignored file is still read (and signed), so it counts."""
     files = {"p.rego": POLICY, "big.bin": "x" * 10_000}
     path = (
         write_dir(tmp_path / "b", files)
         if packer == "dir"
         else write_tar(tmp_path / "b.tar.gz", files)
     )
-    assert load_bundle(path, max_bytes=len(POLICY)).modules == {"p.rego": POLICY}
+    assert load_bundle(path, max_bytes=len(POLICY) + 10_000).modules == {"p.rego": POLICY}
+    with pytest.raises(BundleError, match="larger than"):
+        load_bundle(path, max_bytes=len(POLICY) + 9_999)
 
 
 @pytest.mark.parametrize(

@@ -108,7 +108,7 @@ class Pipeline:
                 input_document["approval"] = approval_fact(outcome.approval)
         if not outcome.reasons and outcome.replayed is None:
             policy_started = self.clock.monotonic()
-            self._evaluate_policy(input_document, outcome)
+            await self._evaluate_policy(input_document, outcome)
             outcome.latency_ms["policy"] = (self.clock.monotonic() - policy_started) * 1000
             self._check_audit(outcome)
             await self._admit(request, outcome, decision_id, decided_at)
@@ -210,18 +210,20 @@ class Pipeline:
         ):
             outcome.deny(reasons.AUDIT_UNAVAILABLE, "the outbox is at its cap")
 
-    def _evaluate_policy(self, input_document: dict[str, Any], outcome: Outcome) -> None:
-        engine = self.policy.engine
+    async def _evaluate_policy(self, input_document: dict[str, Any], outcome: Outcome) -> None:
+        engine = self.policy.engine  # read once: a swap takes effect between requests
         if engine is None:
             outcome.deny(reasons.POLICY_UNAVAILABLE, "no bundle is active")
             return
         outcome.revision = engine.revision
         try:
-            result = engine.evaluate(input_document)
+            evaluation = await engine.decide(input_document)
         except PolicyError as exc:
             self.metrics.policy_errors.inc()
             outcome.deny(reasons.POLICY_ERROR, str(exc))
             return
+        outcome.revision = evaluation.revision
+        result = evaluation.result
         outcome.policy = result
         outcome.effect, outcome.reasons = result.effect, result.reasons
         if result.enforcement == "shadow" and result.effect is not Effect.ALLOW:

@@ -14,9 +14,12 @@ network (``http.send``, ``net.lookup_ip_addr``).
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import re
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,6 +29,7 @@ import yaml
 from capgate.errors import BundleError
 
 DEFAULT_MAX_BYTES = 64 << 20
+DEFAULT_MAX_FILES = 10_000
 NETWORK_BUILTINS = ("http.send", "net.lookup_ip_addr")
 DATA_FILES = ("data.json", "data.yaml", "data.yml")
 
@@ -41,21 +45,51 @@ class Bundle:
     modules: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class BundleFiles:
+    """Every regular file of a bundle as read, before any check of its contents.
+
+    ``files`` maps the bundle-relative POSIX path (``.manifest``, ``a/b/data.json``,
+    ``.signatures.json``) to its bytes. Signatures are verified over this map
+    (:mod:`capgate.policy.signing`); :func:`assemble` then parses it.
+    """
+
+    source: str
+    files: dict[str, bytes]
+
+
 def load_bundle(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Bundle:
-    """Load the bundle at ``path`` (a directory, or a file ending in ``.tar.gz``/``.tgz``)."""
+    """Load the bundle at ``path`` (a directory, or a file ending in ``.tar.gz``/``.tgz``),
+    without signature verification. Raises :class:`BundleError`."""
+    return assemble(read_bundle_files(path, max_bytes=max_bytes))
+
+
+def read_bundle_files(
+    path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, max_files: int = DEFAULT_MAX_FILES
+) -> BundleFiles:
+    """Every regular file of the bundle at ``path`` (a directory or a ``.tar.gz``).
+
+    Raises:
+        BundleError: not a directory or tarball, unreadable, a symlink or other
+            non-regular entry, a path that escapes the bundle, more than ``max_bytes``
+            of content or ``max_files`` files.
+    """
     if path.is_dir():
         try:
-            files = _read_directory(path, max_bytes)
+            files = _read_directory(path, max_bytes, max_files)
         except OSError as exc:
             raise BundleError(f"bundle {path}: unreadable: {exc}") from exc
-    elif path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
-        files = _read_tarball(path, max_bytes)
-    else:
-        raise BundleError(f"bundle {path}: not a directory or a .tar.gz file")
-    return _assemble(str(path), files)
+        return BundleFiles(str(path), files)
+    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+        try:
+            content = path.read_bytes()
+        except OSError as exc:
+            raise BundleError(f"bundle {path}: unreadable: {exc}") from exc
+        return read_tarball(str(path), content, max_bytes=max_bytes, max_files=max_files)
+    raise BundleError(f"bundle {path}: not a directory or a .tar.gz file")
 
 
-def _read_directory(root: Path, max_bytes: int) -> dict[str, bytes]:
+def _read_directory(root: Path, max_bytes: int, max_files: int) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     total = 0
     for entry in sorted(root.rglob("*")):
@@ -66,45 +100,80 @@ def _read_directory(root: Path, max_bytes: int) -> dict[str, bytes]:
             continue
         if not entry.is_file():
             raise BundleError(f"bundle {root}: {rel} is not a regular file; refused")
-        if not _wanted(rel):
-            continue
         content = entry.read_bytes()
         total += len(content)
         if total > max_bytes:
             raise BundleError(f"bundle {root}: larger than {max_bytes} bytes")
         files[rel] = content
+        if len(files) > max_files:
+            raise BundleError(f"bundle {root}: more than {max_files} files")
     return files
 
 
-def _read_tarball(path: Path, max_bytes: int) -> dict[str, bytes]:
+def read_tarball(
+    source: str,
+    content: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_files: int = DEFAULT_MAX_FILES,
+) -> BundleFiles:
+    """Every regular file of a gzipped tarball (``opa build`` output) held in memory.
+
+    The uncompressed total is capped at ``max_bytes`` while reading, so a tar bomb is
+    refused before it is expanded.
+
+    Raises:
+        BundleError: not a gzipped tarball, a non-regular entry (symlink, device), an
+            absolute or ``..`` path, a duplicate path, or a cap exceeded.
+    """
     files: dict[str, bytes] = {}
     total = 0
     try:
-        with tarfile.open(path, mode="r:gz") as tar:
+        with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as tar:
             for member in tar:
-                rel = _safe_member_path(path, member.name)
+                rel = _safe_member_path(source, member.name)
                 if member.isdir():
                     continue
                 if not member.isfile():
-                    raise BundleError(f"bundle {path}: {member.name} is not a regular file")
-                if not _wanted(rel):
-                    continue
+                    raise BundleError(f"bundle {source}: {member.name} is not a regular file")
                 total += member.size
                 if total > max_bytes:
-                    raise BundleError(f"bundle {path}: larger than {max_bytes} bytes")
+                    raise BundleError(f"bundle {source}: larger than {max_bytes} bytes")
+                if rel in files:
+                    raise BundleError(f"bundle {source}: {rel} appears twice")
                 extracted = tar.extractfile(member)
                 if extracted is None:
-                    raise BundleError(f"bundle {path}: cannot read {member.name}")
+                    raise BundleError(f"bundle {source}: cannot read {member.name}")
                 files[rel] = extracted.read(max_bytes + 1)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise BundleError(f"bundle {path}: unreadable tarball: {exc}") from exc
-    return files
+                if len(files) > max_files:
+                    raise BundleError(f"bundle {source}: more than {max_files} files")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise BundleError(f"bundle {source}: unreadable tarball: {exc}") from exc
+    return BundleFiles(source, files)
 
 
-def _safe_member_path(path: Path, name: str) -> str:
-    pure = PurePosixPath(name)
-    if pure.is_absolute() or ".." in pure.parts:
-        raise BundleError(f"bundle {path}: entry {name!r} escapes the bundle")
+def to_tarball(bundle: BundleFiles) -> bytes:
+    """``bundle`` as a gzipped tarball with fixed metadata (same files, same bytes):
+    how an activated bundle is stored on disk and read back by :func:`read_tarball`."""
+    buffer = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for rel, content in sorted(bundle.files.items()):
+            info = tarfile.TarInfo("/" + rel)
+            info.size = len(content)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def _safe_member_path(source: str, name: str) -> str:
+    """``name`` relative to the bundle root. ``opa build`` writes ``/data.json``: a
+    leading ``/`` is the root; ``..`` is refused."""
+    pure = PurePosixPath(name.lstrip("/"))
+    if ".." in pure.parts or "\\" in name:
+        raise BundleError(f"bundle {source}: entry {name!r} escapes the bundle")
     return pure.as_posix().removeprefix("./")
 
 
@@ -115,7 +184,11 @@ def _wanted(rel: str) -> bool:
     return name.endswith(".rego") and not name.endswith("_test.rego")
 
 
-def _assemble(source: str, files: dict[str, bytes]) -> Bundle:
+def assemble(bundle: BundleFiles) -> Bundle:
+    """Parse the manifest, data documents and modules of ``bundle`` (files the OPA
+    bundle format does not define are ignored, as OPA does). Raises :class:`BundleError`."""
+    source = bundle.source
+    files = {rel: content for rel, content in bundle.files.items() if _wanted(rel)}
     manifest = _parse_manifest(source, files.pop(".manifest", None))
     data: dict[str, Any] = {}
     modules: dict[str, str] = {}

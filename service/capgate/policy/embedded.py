@@ -25,6 +25,7 @@ from regopy import Input, Interpreter, RegoError
 from capgate.decision.model import PolicyResult
 from capgate.errors import BundleError, PolicyError
 from capgate.policy.bundle import Bundle
+from capgate.policy.engine import Evaluation
 from capgate.policy.result import parse_policy_result
 
 EMPTY_LOOKUPS = (("capgate", "tenants"),)
@@ -87,4 +88,9 @@ class EmbeddedEngine:
         return results[0].expressions[0]
 
     def evaluate(self, input_document: dict[str, Any]) -> PolicyResult:
+        """The parsed decision. Raises :class:`PolicyError`."""
         return parse_policy_result(self.query(input_document))
+
+    async def decide(self, input_document: dict[str, Any]) -> Evaluation:
+        """:meth:`evaluate`, inline on the event loop (cheaper than a thread hop)."""
+        return Evaluation(self.evaluate(input_document), self._revision)
