@@ -87,8 +87,10 @@ async def start_capgate(
     identity: dict[str, Any] | None = None,
     tls: dict[str, Any] | None = None,
     events: dict[str, Any] | None = None,
+    policy: dict[str, Any] | None = None,
 ) -> AsyncIterator[RunningCapgate]:
     """capgate in this event loop, on port 0, with its bundle active and a client.
+    ``policy``: more of the ``policy`` settings section (engine, signing, sources).
     ``identity``: the ``identity`` settings section (default: insecure); ``tls``: the
     ``server.tls`` section (the bundled client then speaks plaintext and fails);
     ``events``: the ``events`` section (default: an outbox in a temporary directory)."""
@@ -99,7 +101,7 @@ async def start_capgate(
     settings = load_settings(
         events=events or {"outbox": {"path": outbox}},
         server=server_settings,
-        policy={"bundle": bundle},
+        policy={"bundle": bundle, **(policy or {})},
         budget={"redis_url": redis_url, "deadline_ms": deadline_ms},
         decision_log={"path": decision_log},
         identity=identity or {},

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 import uuid6
@@ -22,7 +23,7 @@ from capgate.control.desk import ControlDesk
 from capgate.control.store import RedisControlStore
 from capgate.decision.pipeline import Pipeline
 from capgate.decision.settle import Settler
-from capgate.errors import BundleError, ConfigError
+from capgate.errors import ConfigError
 from capgate.events.config import EventsSettings, FileSinkSettings
 from capgate.events.outbox import Checkpointer, Outbox
 from capgate.events.sink import EventSink, NopSink
@@ -32,10 +33,15 @@ from capgate.identity.jwt import JwtAuthenticator
 from capgate.identity.model import Authenticator
 from capgate.identity.mtls import MtlsAuthenticator
 from capgate.observability.metrics import Metrics
+from capgate.policy.activation import BundleManager, BundleStatus, bundle_compiler
 from capgate.policy.active import ActivePolicy
-from capgate.policy.bundle import load_bundle
-from capgate.policy.embedded import EmbeddedEngine
-from capgate.settings import IdentitySettings, Settings
+from capgate.policy.bundle import BundleFiles
+from capgate.policy.sources import HttpSource, LocalSource
+from capgate.policy.store import BundleStore
+from capgate.settings import IdentitySettings, PolicySettings, Settings, SigningSettings
+
+if TYPE_CHECKING:
+    from capgate.policy.opa import OpaEngine
 
 log = structlog.get_logger("capgate")
 
@@ -63,30 +69,103 @@ class App:
     approval_desk: ApprovalDesk
     control_desk: ControlDesk
     jwks: JwksSource | None
+    bundles: BundleManager | None
+    opa_engine: OpaEngine | None
 
-    async def activate_bundle(self) -> None:
-        """Load and compile the configured bundle off the event loop, then activate it.
+    async def start_policy(self) -> None:
+        """Start the policy: the bundle manager (stored bundle, then the source, then
+        watching it) or the OPA engine's client.
 
         Raises:
-            BundleError: the bundle cannot be read or compiled; nothing is activated.
+            BundleError: a local bundle cannot be activated and nothing stored could be.
         """
-        policy = self.settings.policy
-        if policy.bundle is None:
-            raise BundleError("no bundle configured (policy.bundle)")
-        path = policy.bundle
-        try:
-            engine = await asyncio.to_thread(
-                lambda: EmbeddedEngine(load_bundle(path), policy.entrypoint)
-            )
-        except BundleError:
-            self.metrics.bundle_activation_failures.inc()
-            raise
+        if self.bundles is not None:
+            await self.bundles.start()
+            return
+        engine = self.opa_engine
+        assert engine is not None
+        await engine.start()
         self.policy.activate(engine)
-        log.info("bundle_activated", revision=engine.revision, source=str(policy.bundle))
+
+    async def policy_ready(self) -> bool:
+        """Whether decisions can come from a policy now (health SERVING): a bundle is
+        active, or the OPA server reports its bundles activated."""
+        if self.opa_engine is not None:
+            return await self.opa_engine.ready()
+        return self.policy.engine is not None
 
     async def aclose(self) -> None:
+        if self.bundles is not None:
+            await self.bundles.aclose()
+        if self.opa_engine is not None:
+            await self.opa_engine.aclose()
         await self.events.aclose()
         await self.budget_store.aclose()
+
+
+def build_policy(
+    settings: PolicySettings, *, policy: ActivePolicy, metrics: Metrics, clock: Clock
+) -> tuple[BundleManager | None, OpaEngine | None]:
+    """The bundle manager of the embedded engine, or the OPA engine.
+
+    Raises:
+        ConfigError: a verification key or the bundle server settings cannot be used.
+    """
+    if settings.engine == "opa":
+        from capgate.policy.opa import OpaEngine
+
+        assert settings.opa.url  # checked by Settings
+        engine = OpaEngine(
+            settings.opa.url,
+            entrypoint=settings.entrypoint,
+            timeout_seconds=settings.opa.timeout_ms / 1000,
+        )
+        return None, engine
+    caps = {"max_bytes": settings.max_bundle_bytes, "max_files": settings.max_bundle_files}
+    source: LocalSource | HttpSource
+    if settings.bundle is not None:
+        source = LocalSource(settings.bundle, **caps)
+    else:
+        assert settings.bundle_server is not None  # checked by Settings
+        try:
+            source = HttpSource(settings.bundle_server, metrics=metrics, **caps)
+        except OSError as exc:
+            raise ConfigError(f"policy.bundle_server: {exc}") from exc
+    store = BundleStore(settings.persist_dir, **caps) if settings.persist_dir else None
+    manager = BundleManager(
+        source=source,
+        policy=policy,
+        compiler=bundle_compiler(settings.entrypoint, build_verifier(settings.signing)),
+        store=store,
+        metrics=metrics,
+        clock=clock,
+        polling=settings.bundle_server,
+    )
+    return manager, None
+
+
+def build_verifier(signing: SigningSettings) -> Callable[[BundleFiles], object] | None:
+    """The signature check of ``policy.signing``, or ``None`` when no key is configured.
+
+    Raises:
+        ConfigError: the verification key cannot be read or does not fit the algorithm.
+    """
+    if signing.verification_key is None:
+        return None
+    from capgate.policy.signing import VerificationConfig, load_verification_key, verify_bundle
+
+    key = load_verification_key(
+        signing.verification_key,
+        key_id=signing.verification_key_id,
+        algorithm=signing.signing_alg,
+    )
+    config = VerificationConfig(
+        keys={key.key_id: key},
+        default_key_id=signing.verification_key_id,
+        scope=signing.scope,
+        exclude_files=tuple(signing.exclude_files),
+    )
+    return lambda files: verify_bundle(files, config)
 
 
 def build_authenticator(
@@ -219,7 +298,9 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
         OSError: the outbox cannot be opened.
     """
     metrics = Metrics(CollectorRegistry(auto_describe=True))
-    policy = ActivePolicy(metrics)
+    policy = ActivePolicy(metrics, kind=settings.policy.engine)
+    clock = clock or SystemClock()
+    bundles, opa_engine = build_policy(settings.policy, policy=policy, metrics=metrics, clock=clock)
     budget = settings.budget
     redis = redis_client(
         parse_redis_url(budget.redis_url),
@@ -232,7 +313,6 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
         deadline_seconds=budget.deadline_ms / 1000,
         run_ttl_seconds=budget.run_ttl_seconds,
     )
-    clock = clock or SystemClock()
     authenticator, jwks = build_authenticator(settings.identity, clock)
     events = build_events(settings, clock=clock, metrics=metrics)
     approvals = RedisApprovalStore(redis, deadline_seconds=budget.deadline_ms / 1000)
@@ -261,6 +341,7 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
         ),
         operator_approvals,
         policy,
+        bundles.status if bundles else BundleStatus(source=settings.policy.opa.url or ""),
         events,
         metrics,
         clock,
@@ -278,4 +359,6 @@ def build_app(settings: Settings, *, clock: Clock | None = None) -> App:
         approval_desk,
         control_desk,
         jwks,
+        bundles,
+        opa_engine,
     )

@@ -23,6 +23,16 @@ class IdentityMode(StrEnum):
     MTLS = "mtls"
 
 
+class PolicyEngineName(StrEnum):
+    EMBEDDED = "embedded"
+    OPA = "opa"
+
+
+class Profile(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
 class LogLevel(StrEnum):
     DEBUG = "debug"
     INFO = "info"
@@ -46,6 +56,15 @@ def _overrides(**flags: Any) -> dict[str, dict[str, Any]]:
         "jwt_issuer": ("identity", "jwt", "issuer"),
         "jwt_audience": ("identity", "jwt", "audience"),
         "outbox": ("events", "outbox", "path"),
+        "bundle_url": ("policy", "bundle_server", "url"),
+        "persist_dir": ("policy", "persist_dir"),
+        "verification_key": ("policy", "signing", "verification_key"),
+        "verification_key_id": ("policy", "signing", "verification_key_id"),
+        "scope": ("policy", "signing", "scope"),
+        "signing_alg": ("policy", "signing", "signing_alg"),
+        "engine": ("policy", "engine"),
+        "opa_url": ("policy", "opa", "url"),
+        "profile": ("profile",),
     }
     nested: dict[str, Any] = {}
     for flag, value in flags.items():
@@ -60,7 +79,34 @@ def _overrides(**flags: Any) -> dict[str, dict[str, Any]]:
 
 @app.command()
 def serve(
-    bundle: Annotated[Path | None, typer.Option(help="OPA bundle: directory or .tar.gz")] = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="OPA bundle: directory or .tar.gz, watched for changes")
+    ] = None,
+    bundle_url: Annotated[
+        str | None, typer.Option(help="bundle server URL (polled with If-None-Match)")
+    ] = None,
+    persist_dir: Annotated[
+        Path | None, typer.Option(help="store the active bundle here; served at start")
+    ] = None,
+    verification_key: Annotated[
+        Path | None, typer.Option(help="PEM public key verifying .signatures.json (as opa run)")
+    ] = None,
+    verification_key_id: Annotated[
+        str | None, typer.Option(help="id of --verification-key [default]")
+    ] = None,
+    scope: Annotated[str | None, typer.Option(help="required signature scope")] = None,
+    signing_alg: Annotated[
+        str | None, typer.Option(help="RS256|RS384|RS512|PS256|…|ES512 [RS256]")
+    ] = None,
+    engine: Annotated[
+        PolicyEngineName | None, typer.Option(help="embedded (rego-cpp) or opa [embedded]")
+    ] = None,
+    opa_url: Annotated[
+        str | None, typer.Option(help="OPA server for --engine opa: http://… or unix:///…")
+    ] = None,
+    profile: Annotated[
+        Profile | None, typer.Option(help="production refuses unsigned bundles [development]")
+    ] = None,
     redis_url: Annotated[
         str | None,
         typer.Option(help="redis://HOST:PORT/DB, redis+sentinel://…/SERVICE, redis+cluster://…"),
@@ -107,6 +153,15 @@ def serve(
                 jwks=jwks,
                 jwt_issuer=jwt_issuer,
                 jwt_audience=jwt_audience,
+                bundle_url=bundle_url,
+                persist_dir=persist_dir,
+                verification_key=verification_key,
+                verification_key_id=verification_key_id,
+                scope=scope,
+                signing_alg=signing_alg,
+                engine=engine.value if engine else None,
+                opa_url=opa_url,
+                profile=profile.value if profile else None,
             ),
         )
     except ConfigError as exc:

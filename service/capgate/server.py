@@ -2,8 +2,9 @@
 grpc.health.v1, reflection, /metrics, drain; TLS (and mTLS) when ``server.tls`` is set.
 
 Health (https://github.com/grpc/grpc/blob/master/doc/health-checking.md) reports
-NOT_SERVING for "" and ``capgate.v1.AuthorizationService`` until a bundle is active,
-and again while draining.
+NOT_SERVING for "" and ``capgate.v1.AuthorizationService`` until a policy can decide
+(a bundle is active; with ``--engine opa``, OPA's ``/health?bundles=true``), whenever
+it no longer can, and while draining.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from capgate.v1 import (
 )
 
 log = structlog.get_logger("capgate")
+
+# How often health re-checks that a policy can decide (a bundle arrived, OPA went away).
+HEALTH_POLL_SECONDS = 0.5
 
 AUTHORIZATION_SERVICE = authorization_service_pb2.DESCRIPTOR.services_by_name[
     "AuthorizationService"
@@ -91,6 +95,8 @@ class CapgateServer:
         )
         self._metrics_httpd: object | None = None
         self._jwks_refresh: asyncio.Task[None] | None = None
+        self._health_follower: asyncio.Task[None] | None = None
+        self._serving: bool | None = None
         self.grpc_port = 0
         self.metrics_port = 0
 
@@ -138,10 +144,28 @@ class CapgateServer:
         return self.grpc_port
 
     async def activate(self) -> None:
-        """Activate the configured bundle, then report SERVING. Raises BundleError."""
+        """Start the policy (stored bundle, source, or OPA engine); health follows
+        whether a policy can decide: SERVING once one can, NOT_SERVING while none can.
+
+        Raises:
+            BundleError: a local bundle cannot be activated and nothing stored could be.
+        """
         await self._app.budget_store.connect()
-        await self._app.activate_bundle()
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        await self._app.start_policy()
+        await self._follow_policy_once()
+        self._health_follower = asyncio.create_task(self._follow_policy(), name="health")
+
+    async def _follow_policy_once(self) -> None:
+        ready = await self._app.policy_ready()
+        if ready != self._serving:
+            self._serving = ready
+            serving = health_pb2.HealthCheckResponse.SERVING
+            await self._set_health(serving if ready else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def _follow_policy(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_POLL_SECONDS)
+            await self._follow_policy_once()
 
     async def stop(self, grace_seconds: float) -> None:
         """Drain: NOT_SERVING; stop taking calls and finish in-flight ones; deliver the
@@ -149,6 +173,8 @@ class CapgateServer:
         ones stay in the outbox, sent after the next start); close."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_seconds
+        if self._health_follower is not None:
+            self._health_follower.cancel()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._jwks_refresh is not None:
             self._jwks_refresh.cancel()

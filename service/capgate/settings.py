@@ -116,9 +116,77 @@ class IdentitySettings(_Section):
     spiffe: SpiffeSettings = SpiffeSettings()
 
 
+SIGNING_ALGORITHMS = (
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"
+)  # fmt: skip
+
+
+class SigningSettings(_Section):
+    """Bundle signature verification, as ``opa run``'s flags (OPA docs, "Bundle
+    signing"): ``verification_key`` (``--verification-key``, a PEM public key),
+    ``verification_key_id`` (``--verification-key-id``), ``signing_alg``
+    (``--signing-alg``, asymmetric only), ``scope`` (``--scope``), ``exclude_files``
+    (globs left out of verification, as OPA's ``exclude_files``)."""
+
+    verification_key: Path | None = None
+    verification_key_id: str = Field(default="default", min_length=1)
+    signing_alg: Literal[SIGNING_ALGORITHMS] = "RS256"  # type: ignore[valid-type]
+    scope: str | None = None
+    exclude_files: list[str] = []
+
+
+class BundleServerSettings(_Section):
+    """An HTTP(S) bundle server (OPA's bundle service API: ``GET url`` returns the
+    gzipped tarball, with ``ETag``; capgate sends ``If-None-Match`` and takes 304 as
+    "unchanged"). Polled every ``min_delay_seconds``..``max_delay_seconds`` (a random
+    point in between, as OPA); failures back off exponentially with full jitter up to
+    ``max_backoff_seconds``. ``bearer_token_file``: sent as ``Authorization: Bearer``."""
+
+    url: str = Field(pattern=r"^https?://")
+    min_delay_seconds: float = Field(default=10.0, gt=0)
+    max_delay_seconds: float = Field(default=20.0, gt=0)
+    max_backoff_seconds: float = Field(default=60.0, gt=0)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    bearer_token_file: Path | None = None
+    ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _delays(self) -> BundleServerSettings:
+        if self.max_delay_seconds < self.min_delay_seconds:
+            raise ValueError(
+                "policy.bundle_server.max_delay_seconds must be >= min_delay_seconds"
+            )
+        return self
+
+
+class OpaEngineSettings(_Section):
+    """``url``: a running OPA server, ``http(s)://HOST:PORT`` or ``unix:///path.sock``;
+    ``timeout_ms``: the deadline of one evaluation."""
+
+    url: str | None = None
+    timeout_ms: int = Field(default=100, ge=1, le=10_000)
+
+
 class PolicySettings(_Section):
+    """Where the policy comes from and how it is checked (DESIGN §9).
+
+    ``engine``: ``embedded`` (rego-cpp; capgate loads the bundle) or ``opa`` (a running
+    OPA server loads its own bundles; ``opa.url``). For ``embedded``, exactly one
+    source: ``bundle`` (a directory or ``.tar.gz``, watched for changes) or
+    ``bundle_server``. ``persist_dir``: where the active bundle is stored, verified
+    again at start. ``max_bundle_bytes``/``max_bundle_files``: caps on a bundle's
+    uncompressed content.
+    """
+
+    engine: Literal["embedded", "opa"] = "embedded"
     bundle: Path | None = None
+    bundle_server: BundleServerSettings | None = None
+    signing: SigningSettings = SigningSettings()
+    persist_dir: Path | None = None
+    max_bundle_bytes: int = Field(default=64 << 20, ge=1 << 10)
+    max_bundle_files: int = Field(default=10_000, ge=1)
     entrypoint: str = "data.capgate.authz.decision"
+    opa: OpaEngineSettings = OpaEngineSettings()
 
 
 class BudgetSettings(_Section):
@@ -149,6 +217,7 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
+    profile: Literal["development", "production"] = "development"
     server: ServerSettings = ServerSettings()
     policy: PolicySettings = PolicySettings()
     budget: BudgetSettings = BudgetSettings()
@@ -181,6 +250,36 @@ class Settings(BaseSettings):
             )
         if missing:
             raise ValueError(f"identity.mode {identity.mode} needs {', '.join(missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _one_policy_source(self) -> Settings:
+        policy = self.policy
+        if policy.engine == "opa":
+            if not policy.opa.url:
+                raise ValueError("policy.engine opa needs policy.opa.url (--opa-url)")
+            return self
+        sources = [policy.bundle is not None, policy.bundle_server is not None]
+        if sources.count(True) != 1:
+            raise ValueError(
+                "policy.bundle (or CAPGATE_POLICY__BUNDLE, --bundle): Field required; "
+                "give exactly one bundle source: policy.bundle (--bundle) or "
+                "policy.bundle_server.url (--bundle-url)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _production_is_signed(self) -> Settings:
+        policy = self.policy
+        if (
+            self.profile == "production"
+            and policy.engine == "embedded"
+            and policy.signing.verification_key is None
+        ):
+            raise ValueError(
+                "profile production refuses unsigned bundles: set "
+                "policy.signing.verification_key (--verification-key)"
+            )
         return self
 
 
@@ -216,11 +315,6 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(_describe(exc)) from exc
     except (ValueError, OSError, yaml.YAMLError) as exc:  # unreadable or malformed YAML
         raise ConfigError(f"--config {config_file}: {exc}") from exc
-    if loaded.policy.bundle is None:
-        raise ConfigError(
-            "invalid settings:\n  policy.bundle (or CAPGATE_POLICY__BUNDLE, --bundle): "
-            "Field required"
-        )
     return loaded
 
 

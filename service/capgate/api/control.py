@@ -66,7 +66,7 @@ class ControlServicer(api_grpc.ControlServiceServicer):
             status = await self._desk.status(caller, request.tenant_id)
         except CapgateError as exc:
             await abort_with(context, exc, self._metrics)
-        return api.GetStatusResponse(
+        response = api.GetStatusResponse(
             policy_revision=status.policy_revision,
             budget_store_reachable=status.budget_store_reachable,
             tenant_mode=(
@@ -77,4 +77,13 @@ class ControlServicer(api_grpc.ControlServiceServicer):
             pending_approvals=status.pending_approvals or 0,
             decision_log_errors=status.decision_log_errors,
             instance_id=self._instance_id,
+            policy_engine=status.policy_engine,
+            bundle_source=status.bundle.source,
+            bundle_last_error=status.bundle.last_error,
+            bundle_activation_failures=status.bundle.failures,
         )
+        if status.bundle.activated_at is not None:
+            response.bundle_activation_time.FromDatetime(status.bundle.activated_at)
+        if status.bundle.last_error_at is not None:
+            response.bundle_last_error_time.FromDatetime(status.bundle.last_error_at)
+        return response

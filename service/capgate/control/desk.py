@@ -22,6 +22,7 @@ from capgate.events.sink import EventSink, emit_counted
 from capgate.identity.access import ADMIN_ROLE, require_role, tenant_for
 from capgate.identity.model import Identity
 from capgate.observability.metrics import Metrics
+from capgate.policy.activation import BundleStatus
 from capgate.policy.active import ActivePolicy
 
 MAX_REASON_CHARS = 1024
@@ -39,6 +40,8 @@ class Status:
     tenant_mode: TenantMode | None
     pending_approvals: int | None
     decision_log_errors: int
+    policy_engine: str
+    bundle: BundleStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class ControlDesk:
     store: RedisControlStore
     approvals: RedisApprovalStore
     policy: ActivePolicy
+    bundle: BundleStatus
     events: EventSink
     metrics: Metrics
     clock: Clock
@@ -125,6 +129,8 @@ class ControlDesk:
                 reachable = False
         engine = self.policy.engine
         return Status(
+            policy_engine=self.policy.kind,
+            bundle=self.bundle,
             policy_revision=engine.revision if engine else "",
             budget_store_reachable=reachable,
             tenant_mode=mode,

@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
+from capgate.backoff import full_jitter
 from capgate.clock import Clock
 from capgate.events.config import RetrySettings
 from capgate.events.outbox import Outbox, OutboxError
@@ -172,8 +173,9 @@ class Exporter:
 
     def _backoff(self, attempt: int) -> float:
         """Seconds before retry ``attempt`` + 1: full jitter over the exponential cap."""
-        cap = min(self._max, self._initial * 2 ** min(attempt, 62))
-        return self._random() * cap
+        return full_jitter(
+            attempt, initial_seconds=self._initial, max_seconds=self._max, random=self._random
+        )
 
     def _update_lag(self) -> None:
         oldest = self._outbox.oldest_unacknowledged_time(self.name)

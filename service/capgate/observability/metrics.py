@@ -120,7 +120,31 @@ class Metrics:
         )
         self.bundle_activation_failures = Counter(
             "capgate_bundle_activation_failures_total",
-            "Bundles that failed to load or compile.",
+            "Bundles refused, by stage: fetch, store, signature, format, compile. The "
+            "active revision keeps serving.",
+            ["stage"],
+            registry=registry,
+        )
+        self.bundle_activations = Counter(
+            "capgate_bundle_activations_total",
+            "Bundle revisions activated (from the source or the store).",
+            registry=registry,
+        )
+        self.bundle_activation_duration = Histogram(
+            "capgate_bundle_activation_duration_seconds",
+            "Verify + parse + compile of one bundle, in a worker thread.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.bundle_last_activation = Gauge(
+            "capgate_bundle_last_activation_timestamp_seconds",
+            "Unix time of the last activation.",
+            registry=registry,
+        )
+        self.bundle_downloads = Counter(
+            "capgate_bundle_downloads_total",
+            "Bundle server polls, by result: ok (200), not_modified (304), error.",
+            ["result"],
             registry=registry,
         )
 

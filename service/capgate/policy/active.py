@@ -10,9 +10,12 @@ from capgate.policy.engine import PolicyEngine
 
 
 class ActivePolicy:
-    def __init__(self, metrics: Metrics) -> None:
+    """``kind``: the engine family, ``embedded`` or ``opa``."""
+
+    def __init__(self, metrics: Metrics, kind: str = "embedded") -> None:
         self._engine: PolicyEngine | None = None
         self._metrics = metrics
+        self.kind = kind
 
     @property
     def engine(self) -> PolicyEngine | None:

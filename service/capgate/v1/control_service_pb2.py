@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n capgate/v1/control_service.proto\x12\ncapgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\x0eStopRunRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"w\n\x0fStopRunResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\nstopped_by\x18\x03 \x01(\t\x12-\n\tstop_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x14SetTenantModeRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12$\n\x04mode\x18\x02 \x01(\x0e\x32\x16.capgate.v1.TenantMode\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xc4\x01\n\x15SetTenantModeResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12$\n\x04mode\x18\x02 \x01(\x0e\x32\x16.capgate.v1.TenantMode\x12-\n\rprevious_mode\x18\x03 \x01(\x0e\x32\x16.capgate.v1.TenantMode\x12\x12\n\nchanged_by\x18\x04 \x01(\t\x12/\n\x0b\x63hange_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x10GetStatusRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\xc6\x01\n\x11GetStatusResponse\x12\x17\n\x0fpolicy_revision\x18\x01 \x01(\t\x12\x1e\n\x16\x62udget_store_reachable\x18\x02 \x01(\x08\x12+\n\x0btenant_mode\x18\x03 \x01(\x0e\x32\x16.capgate.v1.TenantMode\x12\x19\n\x11pending_approvals\x18\x04 \x01(\x05\x12\x1b\n\x13\x64\x65\x63ision_log_errors\x18\x05 \x01(\x03\x12\x13\n\x0binstance_id\x18\x06 \x01(\t*t\n\nTenantMode\x12\x1b\n\x17TENANT_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12TENANT_MODE_NORMAL\x10\x01\x12\x19\n\x15TENANT_MODE_READ_ONLY\x10\x02\x12\x16\n\x12TENANT_MODE_FROZEN\x10\x03\x32\xf4\x01\n\x0e\x43ontrolService\x12\x42\n\x07StopRun\x12\x1a.capgate.v1.StopRunRequest\x1a\x1b.capgate.v1.StopRunResponse\x12T\n\rSetTenantMode\x12 .capgate.v1.SetTenantModeRequest\x1a!.capgate.v1.SetTenantModeResponse\x12H\n\tGetStatus\x12\x1c.capgate.v1.GetStatusRequest\x1a\x1d.capgate.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n capgate/v1/control_service.proto\x12\ncapgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"C\n\x0eStopRunRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"w\n\x0fStopRunResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\nstopped_by\x18\x03 \x01(\t\x12-\n\tstop_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x14SetTenantModeRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12$\n\x04mode\x18\x02 \x01(\x0e\x32\x16.capgate.v1.TenantMode\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xc4\x01\n\x15SetTenantModeResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12$\n\x04mode\x18\x02 \x01(\x0e\x32\x16.capgate.v1.TenantMode\x12-\n\rprevious_mode\x18\x03 \x01(\x0e\x32\x16.capgate.v1.TenantMode\x12\x12\n\nchanged_by\x18\x04 \x01(\t\x12/\n\x0b\x63hange_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"%\n\x10GetStatusRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\xab\x03\n\x11GetStatusResponse\x12\x17\n\x0fpolicy_revision\x18\x01 \x01(\t\x12\x1e\n\x16\x62udget_store_reachable\x18\x02 \x01(\x08\x12+\n\x0btenant_mode\x18\x03 \x01(\x0e\x32\x16.capgate.v1.TenantMode\x12\x19\n\x11pending_approvals\x18\x04 \x01(\x05\x12\x1b\n\x13\x64\x65\x63ision_log_errors\x18\x05 \x01(\x03\x12\x13\n\x0binstance_id\x18\x06 \x01(\t\x12\x15\n\rpolicy_engine\x18\x07 \x01(\t\x12\x15\n\rbundle_source\x18\x08 \x01(\t\x12:\n\x16\x62undle_activation_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x62undle_last_error\x18\n \x01(\t\x12:\n\x16\x62undle_last_error_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1a\x62undle_activation_failures\x18\x0c \x01(\x03*t\n\nTenantMode\x12\x1b\n\x17TENANT_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12TENANT_MODE_NORMAL\x10\x01\x12\x19\n\x15TENANT_MODE_READ_ONLY\x10\x02\x12\x16\n\x12TENANT_MODE_FROZEN\x10\x03\x32\xf4\x01\n\x0e\x43ontrolService\x12\x42\n\x07StopRun\x12\x1a.capgate.v1.StopRunRequest\x1a\x1b.capgate.v1.StopRunResponse\x12T\n\rSetTenantMode\x12 .capgate.v1.SetTenantModeRequest\x1a!.capgate.v1.SetTenantModeResponse\x12H\n\tGetStatus\x12\x1c.capgate.v1.GetStatusRequest\x1a\x1d.capgate.v1.GetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'capgate.v1.control_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TENANTMODE']._serialized_start=807
-  _globals['_TENANTMODE']._serialized_end=923
+  _globals['_TENANTMODE']._serialized_start=1036
+  _globals['_TENANTMODE']._serialized_end=1152
   _globals['_STOPRUNREQUEST']._serialized_start=81
   _globals['_STOPRUNREQUEST']._serialized_end=148
   _globals['_STOPRUNRESPONSE']._serialized_start=150
@@ -45,7 +45,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATUSREQUEST']._serialized_start=567
   _globals['_GETSTATUSREQUEST']._serialized_end=604
   _globals['_GETSTATUSRESPONSE']._serialized_start=607
-  _globals['_GETSTATUSRESPONSE']._serialized_end=805
-  _globals['_CONTROLSERVICE']._serialized_start=926
-  _globals['_CONTROLSERVICE']._serialized_end=1170
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1034
+  _globals['_CONTROLSERVICE']._serialized_start=1155
+  _globals['_CONTROLSERVICE']._serialized_end=1399
 # @@protoc_insertion_point(module_scope)

@@ -182,6 +182,12 @@ class GetStatusResponse(_message.Message):
     PENDING_APPROVALS_FIELD_NUMBER: _builtins.int
     DECISION_LOG_ERRORS_FIELD_NUMBER: _builtins.int
     INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    POLICY_ENGINE_FIELD_NUMBER: _builtins.int
+    BUNDLE_SOURCE_FIELD_NUMBER: _builtins.int
+    BUNDLE_ACTIVATION_TIME_FIELD_NUMBER: _builtins.int
+    BUNDLE_LAST_ERROR_FIELD_NUMBER: _builtins.int
+    BUNDLE_LAST_ERROR_TIME_FIELD_NUMBER: _builtins.int
+    BUNDLE_ACTIVATION_FAILURES_FIELD_NUMBER: _builtins.int
     policy_revision: _builtins.str
     """Revision of the active bundle; empty when none is active."""
     budget_store_reachable: _builtins.bool
@@ -190,6 +196,22 @@ class GetStatusResponse(_message.Message):
     decision_log_errors: _builtins.int
     """Decision events that could not be written since start."""
     instance_id: _builtins.str
+    policy_engine: _builtins.str
+    """"embedded" or "opa"."""
+    bundle_source: _builtins.str
+    """Where bundles come from: a path, a bundle server URL, or the OPA server URL."""
+    bundle_last_error: _builtins.str
+    """The last bundle refused or fetch failed since start (the active revision kept
+    serving); empty when none.
+    """
+    bundle_activation_failures: _builtins.int
+    """Bundles refused or fetches failed since start."""
+    @_builtins.property
+    def bundle_activation_time(self) -> _timestamp_pb2.Timestamp:
+        """When the active revision was activated; unset when none is."""
+
+    @_builtins.property
+    def bundle_last_error_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -199,10 +221,16 @@ class GetStatusResponse(_message.Message):
         pending_approvals: _builtins.int = ...,
         decision_log_errors: _builtins.int = ...,
         instance_id: _builtins.str = ...,
+        policy_engine: _builtins.str = ...,
+        bundle_source: _builtins.str = ...,
+        bundle_activation_time: _timestamp_pb2.Timestamp | None = ...,
+        bundle_last_error: _builtins.str = ...,
+        bundle_last_error_time: _timestamp_pb2.Timestamp | None = ...,
+        bundle_activation_failures: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bundle_activation_time", b"bundle_activation_time", "bundle_last_error_time", b"bundle_last_error_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_store_reachable", b"budget_store_reachable", "decision_log_errors", b"decision_log_errors", "instance_id", b"instance_id", "pending_approvals", b"pending_approvals", "policy_revision", b"policy_revision", "tenant_mode", b"tenant_mode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_store_reachable", b"budget_store_reachable", "bundle_activation_failures", b"bundle_activation_failures", "bundle_activation_time", b"bundle_activation_time", "bundle_last_error", b"bundle_last_error", "bundle_last_error_time", b"bundle_last_error_time", "bundle_source", b"bundle_source", "decision_log_errors", b"decision_log_errors", "instance_id", b"instance_id", "pending_approvals", b"pending_approvals", "policy_engine", b"policy_engine", "policy_revision", b"policy_revision", "tenant_mode", b"tenant_mode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
