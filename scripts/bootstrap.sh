@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything capgate needs on a fresh Debian machine, idempotently:
 #   - redis-server (Debian), used by the tests and `capgate serve`;
+#   - rsyslog, nginx, a JRE and Maven (Debian): real receivers and servers the tests run;
 #   - opa and buf, pinned, built with `go install` into .tools/bin;
 #   - a virtualenv in .venv with capgate and its dev extras.
 # Each step is skipped when its result is already present.
@@ -25,6 +26,13 @@ if [ ! -x /usr/sbin/rsyslogd ] || ! compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so
   echo "bootstrap: installing rsyslog and rsyslog-gnutls from Debian" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rsyslog rsyslog-gnutls >/dev/null
+fi
+
+# nginx: the bundle server the bundle tests poll (static files, ETag, 304).
+if [ ! -x /usr/sbin/nginx ]; then
+  echo "bootstrap: installing nginx from Debian" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx-core >/dev/null
 fi
 
 # A JVM and Maven: the Kafka sink's tests run a real broker from Maven Central jars.

@@ -1,8 +1,12 @@
 """Where bundles come from: a local path (watched) or an HTTP(S) bundle server (polled).
 
-- :class:`LocalSource`: a directory or a ``.tar.gz``; re-read when anything under it
-  (or, for a tarball, in its directory) changes, through ``watchfiles`` (inotify; a
-  Kubernetes ConfigMap's ``..data`` symlink swap is a change too).
+- :class:`LocalSource`: a directory or a ``.tar.gz``; re-read when the ``stat`` of any
+  of its files (inode, size, mtime in ns) changes, checked every
+  :data:`WATCH_POLL_SECONDS`. Polling by path follows a directory replaced by a
+  rename and a Kubernetes ConfigMap's ``..data`` symlink swap, which an inotify
+  watch on the old inode misses; ``watchfiles``' own polling mode compares whole
+  seconds and missed a same-size rewrite within one. A bundle is a few dozen files:
+  a scan costs microseconds.
 - :class:`HttpSource`: OPA's bundle service API (OPA docs, "Bundles", "Bundle Service
   API"): ``GET url`` returns the gzipped tarball and an ``ETag``; the next poll sends
   ``If-None-Match`` and ``304 Not Modified`` means unchanged (RFC 9110 §13.1.2,
@@ -15,19 +19,19 @@ Both raise :class:`capgate.errors.BundleError` for anything they cannot deliver;
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from watchfiles import awatch
 
 from capgate.errors import BundleError
 from capgate.observability.metrics import Metrics
 from capgate.policy.bundle import BundleFiles, read_bundle_files, read_tarball
 from capgate.settings import BundleServerSettings
 
-WATCH_DEBOUNCE_MS = 100
+WATCH_POLL_SECONDS = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,17 +60,29 @@ class LocalSource:
         return Fetched(files)
 
     async def changes(self) -> AsyncIterator[None]:
-        """Yields after each batch of file changes (debounced) until :meth:`close`."""
-        watched = self.path if self.path.is_dir() else self.path.resolve().parent
-        async for _ in awatch(
-            watched,
-            watch_filter=None,
-            debounce=WATCH_DEBOUNCE_MS,
-            step=20,
-            stop_event=self._stop,
-            rust_timeout=500,
-        ):
-            yield
+        """Yields after each change of the bundle's files, until :meth:`close`."""
+        seen = await asyncio.to_thread(self._fingerprint)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), WATCH_POLL_SECONDS)
+            current = await asyncio.to_thread(self._fingerprint)
+            if current != seen:
+                seen = current
+                yield
+
+    def _fingerprint(self) -> tuple[tuple[str, int, int, int], ...]:
+        """(path, inode, size, mtime ns) of every entry; a missing path is ``()``."""
+        try:
+            if not self.path.is_dir():
+                st = self.path.stat()
+                return ((str(self.path), st.st_ino, st.st_size, st.st_mtime_ns),)
+            entries = []
+            for entry in sorted(self.path.rglob("*")):
+                st = entry.lstat()
+                entries.append((str(entry), st.st_ino, st.st_size, st.st_mtime_ns))
+            return tuple(entries)
+        except OSError:
+            return ()
 
     def close(self) -> None:
         self._stop.set()

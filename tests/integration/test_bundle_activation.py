@@ -1,0 +1,291 @@
+"""Bundle activation through a real capgate: a watched local bundle, a real nginx bundle
+server answering ETag/304, the store read at a cold start, and failures that leave
+the active revision serving."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from capgate.local.nginx import NginxBundleServer
+from capgate.local.redis_server import RedisServer
+from capgate_client import AuthorizeResult
+from tests.conftest import RunningCapgate, start_capgate, write_bundle
+
+pytestmark = pytest.mark.opa
+
+
+def revision_policy(revision: str) -> str:
+    """A policy that names its revision in its reason, so a decision shows which
+    revision's policy made it."""
+    code = "MADE_BY_" + revision.upper().replace("-", "_")
+    return (
+        'decision := {"effect": "allow", "reasons": '
+        f'[{{"code": "{code}", "message": "{revision}"}}]}}\n'
+    )
+
+
+def made_by(result: AuthorizeResult) -> str:
+    return result.reasons[0].message if result.reasons else ""
+
+
+async def decide(capgate: RunningCapgate) -> AuthorizeResult:
+    return await capgate.client.authorize(
+        tenant_id="acme",
+        principal_id="agent",
+        capability="lookup",
+        run_id=f"run-{uuid.uuid4()}",
+        dry_run=True,
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def failures(capgate: RunningCapgate, stage: str) -> float:
+    registry = capgate.app.metrics.registry
+    value = registry.get_sample_value("capgate_bundle_activation_failures_total", {"stage": stage})
+    return value or 0.0
+
+
+def opa_build(opa: Path, source: Path, out: Path) -> Path:
+    """``opa build`` ``source`` into ``out`` (replaced atomically, as a deploy would)."""
+    partial = out.with_name(out.name + ".partial")
+    subprocess.run(
+        [str(opa), "build", "--bundle", str(source), "-o", str(partial)],
+        check=True,
+        capture_output=True,
+        cwd=source,
+    )
+    os.replace(partial, out)
+    return out
+
+
+def replace_dir(target: Path, policy: str, revision: str) -> None:
+    """Swap the bundle directory ``target`` for a new one in one rename."""
+    staging = target.with_name(target.name + f".{uuid.uuid4().hex}")
+    write_bundle(staging, policy, revision)
+    backup = target.with_name(target.name + ".old")
+    os.rename(target, backup)
+    os.rename(staging, target)
+    shutil.rmtree(backup)
+
+
+async def test_a_changed_local_bundle_is_activated_and_a_broken_one_is_not(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    tarball = tmp_path / "bundles" / "policy.tar.gz"
+    tarball.parent.mkdir()
+    source = write_bundle(tmp_path / "src", revision_policy("r1"), "r1")
+    from tests.conftest import OPA
+
+    opa_build(OPA, source, tarball)
+    async with start_capgate(
+        bundle=tarball, redis_url=redis_server.url, decision_log=None
+    ) as capgate:
+        assert made_by(await decide(capgate)) == "r1"
+
+        replace_dir(source, revision_policy("r2"), "r2")
+        opa_build(OPA, source, tarball)
+
+        async def is_r2() -> bool:
+            return made_by(await decide(capgate)) == "r2"
+
+        await eventually(is_r2)
+        result = await decide(capgate)
+        assert result.policy_revision == "r2"
+
+        # A revision that does not compile: r2 keeps serving, the failure is counted.
+        replace_dir(source, "decision := {\n", "r3-broken")
+        (source / "policy.rego").write_text("package capgate.authz\n\ndecision := {\n")
+        before = failures(capgate, "format") + failures(capgate, "compile")
+        opa_build_broken = tarball.with_name("broken.tar.gz")
+        _tar_directory(source, opa_build_broken)
+        os.replace(opa_build_broken, tarball)
+
+        async def refused() -> bool:
+            return failures(capgate, "format") + failures(capgate, "compile") > before
+
+        await eventually(refused)
+        result = await decide(capgate)
+        assert (result.policy_revision, made_by(result)) == ("r2", "r2")
+        status = capgate.app.bundles.status  # type: ignore[union-attr]
+        assert status.revision == "r2"
+        assert "does not compile" in status.last_error or "parse" in status.last_error
+
+
+def _tar_directory(source: Path, out: Path) -> None:
+    """A tarball of ``source`` without OPA (``opa build`` refuses a module that does
+    not parse, and this test needs one)."""
+    subprocess.run(["tar", "-czf", str(out), "-C", str(source), "."], check=True)
+
+
+async def test_a_watched_directory_swapped_by_rename_is_activated(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    bundles = tmp_path / "watched"
+    bundles.mkdir()
+    write_bundle(bundles / "b", revision_policy("d1"), "d1")
+    async with start_capgate(
+        bundle=bundles / "b", redis_url=redis_server.url, decision_log=None
+    ) as capgate:
+        assert made_by(await decide(capgate)) == "d1"
+        # Edited in place, file by file: the manifest first, then the policy.
+        (bundles / "b" / ".manifest").write_text(json.dumps({"revision": "d2"}))
+        (bundles / "b" / "policy.rego").write_text(
+            "package capgate.authz\n\n" + revision_policy("d2")
+        )
+
+        async def is_d2() -> bool:
+            result = await decide(capgate)
+            return (result.policy_revision, made_by(result)) == ("d2", "d2")
+
+        await eventually(is_d2)
+        # Replaced whole by a rename (how a deploy tool swaps a directory).
+        replace_dir(bundles / "b", revision_policy("d3"), "d3")
+
+        async def is_d3() -> bool:
+            result = await decide(capgate)
+            return (result.policy_revision, made_by(result)) == ("d3", "d3")
+
+        await eventually(is_d3)
+
+
+async def test_a_bundle_server_revision_is_live_after_one_poll_and_304s_are_counted(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    from tests.conftest import OPA
+
+    served = tmp_path / "served"
+    served.mkdir()
+    source = write_bundle(tmp_path / "src", revision_policy("h1"), "h1")
+    opa_build(OPA, source, served / "bundle.tar.gz")
+    with NginxBundleServer(served) as nginx:
+        policy = {
+            "bundle": None,
+            "bundle_server": {
+                "url": nginx.url("bundle.tar.gz"),
+                "min_delay_seconds": 0.3,
+                "max_delay_seconds": 0.3,
+            },
+        }
+        async with start_capgate(
+            bundle=source, redis_url=redis_server.url, decision_log=None, policy=policy
+        ) as capgate:
+            assert made_by(await decide(capgate)) == "h1"
+            registry = capgate.app.metrics.registry
+
+            def downloads(result: str) -> float:
+                value = registry.get_sample_value(
+                    "capgate_bundle_downloads_total", {"result": result}
+                )
+                return value or 0.0
+
+            async def some_304s() -> bool:
+                return downloads("not_modified") >= 2
+
+            await eventually(some_304s)
+            assert nginx.statuses().count(304) == downloads("not_modified")
+
+            replace_dir(source, revision_policy("h2"), "h2")
+            requests_before = len(nginx.statuses())
+            opa_build(OPA, source, served / "bundle.tar.gz")
+
+            async def is_h2() -> bool:
+                return made_by(await decide(capgate)) == "h2"
+
+            await eventually(is_h2)
+            # Live after the first poll that saw the change: one 200 after the swap.
+            after = nginx.statuses()[requests_before:]
+            assert after.index(200) <= 1, after
+            assert downloads("ok") == nginx.statuses().count(200)
+
+
+async def test_a_cold_start_with_the_bundle_server_down_serves_the_stored_revision(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    from tests.conftest import OPA
+
+    served = tmp_path / "served"
+    served.mkdir()
+    source = write_bundle(tmp_path / "src", revision_policy("s1"), "s1")
+    opa_build(OPA, source, served / "bundle.tar.gz")
+    persist = tmp_path / "persist"
+    policy: dict[str, Any] = {"bundle": None, "persist_dir": persist}
+    with NginxBundleServer(served) as nginx:
+        policy["bundle_server"] = {"url": nginx.url("bundle.tar.gz")}
+        async with start_capgate(
+            bundle=source, redis_url=redis_server.url, decision_log=None, policy=policy
+        ) as capgate:
+            assert made_by(await decide(capgate)) == "s1"
+        assert (persist / "bundle.tar.gz").is_file()
+    # nginx is gone: nothing answers on its port.
+    async with start_capgate(
+        bundle=source, redis_url=redis_server.url, decision_log=None, policy=policy
+    ) as capgate:
+        result = await decide(capgate)
+        assert (result.policy_revision, made_by(result)) == ("s1", "s1")
+        status = capgate.app.bundles.status  # type: ignore[union-attr]
+        assert status.origin == "store"
+        assert failures(capgate, "fetch") >= 1
+
+
+async def test_with_nothing_stored_and_the_server_down_health_is_not_serving(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    import grpc
+
+    policy = {
+        "bundle": None,
+        "persist_dir": tmp_path / "empty",
+        "bundle_server": {"url": "http://127.0.0.1:9/bundle.tar.gz", "timeout_seconds": 1},
+    }
+    async with start_capgate(
+        bundle=tmp_path, redis_url=redis_server.url, decision_log=None, policy=policy
+    ) as capgate:
+        result = await decide(capgate)
+        assert result.effect == "DENY"
+        assert result.reason_codes == ("POLICY_UNAVAILABLE",)
+        async with grpc.aio.insecure_channel(capgate.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            answer = await stub.Check(health_pb2.HealthCheckRequest(service=""))
+            assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_a_tampered_stored_bundle_is_refused_at_start(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    persist = tmp_path / "persist"
+    first = write_bundle(tmp_path / "b1", revision_policy("t1"), "t1")
+    async with start_capgate(
+        bundle=first, redis_url=redis_server.url, decision_log=None, policy={"persist_dir": persist}
+    ):
+        pass
+    stored = persist / "bundle.tar.gz"
+    content = bytearray(stored.read_bytes())
+    content[-20] ^= 0xFF
+    stored.write_bytes(bytes(content))
+    second = write_bundle(tmp_path / "b2", revision_policy("t2"), "t2")
+    async with start_capgate(
+        bundle=second,
+        redis_url=redis_server.url,
+        decision_log=None,
+        policy={"persist_dir": persist},
+    ) as capgate:
+        assert made_by(await decide(capgate)) == "t2"
+        assert failures(capgate, "store") == 1
