@@ -14,12 +14,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from capgate.local.nginx import NginxBundleServer
 from capgate.local.redis_server import RedisServer
 from capgate_client import AuthorizeResult
-from tests.conftest import RunningCapgate, start_capgate, write_bundle
+from tests.conftest import OPA, RunningCapgate, start_capgate, write_bundle
 
 pytestmark = pytest.mark.opa
 
@@ -90,8 +92,6 @@ async def test_a_changed_local_bundle_is_activated_and_a_broken_one_is_not(
     tarball = tmp_path / "bundles" / "policy.tar.gz"
     tarball.parent.mkdir()
     source = write_bundle(tmp_path / "src", revision_policy("r1"), "r1")
-    from tests.conftest import OPA
-
     opa_build(OPA, source, tarball)
     async with start_capgate(
         bundle=tarball, redis_url=redis_server.url, decision_log=None
@@ -167,8 +167,6 @@ async def test_a_watched_directory_swapped_by_rename_is_activated(
 async def test_a_bundle_server_revision_is_live_after_one_poll_and_304s_are_counted(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    from tests.conftest import OPA
-
     served = tmp_path / "served"
     served.mkdir()
     source = write_bundle(tmp_path / "src", revision_policy("h1"), "h1")
@@ -217,8 +215,6 @@ async def test_a_bundle_server_revision_is_live_after_one_poll_and_304s_are_coun
 async def test_a_cold_start_with_the_bundle_server_down_serves_the_stored_revision(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    from tests.conftest import OPA
-
     served = tmp_path / "served"
     served.mkdir()
     source = write_bundle(tmp_path / "src", revision_policy("s1"), "s1")
@@ -246,10 +242,6 @@ async def test_a_cold_start_with_the_bundle_server_down_serves_the_stored_revisi
 async def test_with_nothing_stored_and_the_server_down_health_is_not_serving(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    import grpc
-
     policy = {
         "bundle": None,
         "persist_dir": tmp_path / "empty",
