@@ -1,6 +1,8 @@
-"""The ``capgate`` command line (typer): ``serve``, ``demo`` and ``costs``; and the
+"""The ``capgate`` command line (typer): ``serve``, ``demo`` and ``costs``; the
 operator commands ``approvals``, ``runs``, ``tenants`` and ``status`` over the gRPC
-API (capgate/operator/commands.py)."""
+API (capgate/operator/commands.py); ``audit`` (audit_cli.py); ``bundle`` (the pinned
+opa's build/sign/test, and verify; bundle_cli.py); ``replay`` (a candidate bundle's
+impact on recorded decisions; impact/cli.py)."""
 
 from __future__ import annotations
 
@@ -267,6 +269,12 @@ app.command("status")(operator_commands.status)
 from capgate.audit_cli import audit  # noqa: E402  (mounted after the commands above)
 
 app.add_typer(audit, name="audit", help="Verify exported decision logs; make checkpoint keys.")
+
+from capgate.bundle_cli import bundle_app  # noqa: E402
+from capgate.impact.cli import replay  # noqa: E402
+
+app.add_typer(bundle_app, name="bundle", help="opa build, sign, test through capgate; verify.")
+app.command("replay")(replay)
 
 
 def main() -> None:

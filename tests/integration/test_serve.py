@@ -86,6 +86,15 @@ def test_serves_health_reflection_metrics_and_drains_on_sigterm(
             {"CAPGATE_IDENTITY__JWT__ISSUER": "i", "CAPGATE_IDENTITY__JWT__AUDIENCE": "a"},
             "/nonexistent.json",
         ),
+        (["--profile", "production"], {}, "profile production refuses unsigned bundles"),
+        (
+            ["--verification-key", "/nonexistent.pem"],
+            {},
+            "--verification-key /nonexistent.pem",
+        ),
+        (["--bundle-url", "http://127.0.0.1:9/b.tar.gz"], {}, "exactly one bundle source"),
+        (["--engine", "opa"], {}, "policy.opa.url (--opa-url)"),
+        (["--signing-alg", "HS256"], {}, "policy.signing.signing_alg"),
     ],
     ids=[
         "bad-listen",
@@ -95,6 +104,11 @@ def test_serves_health_reflection_metrics_and_drains_on_sigterm(
         "insecure-on-all-interfaces",
         "jwt-without-jwks",
         "unreadable-jwks",
+        "production-unsigned",
+        "unreadable-verification-key",
+        "two-bundle-sources",
+        "opa-engine-without-url",
+        "hmac-signing-alg",
     ],
 )
 def test_bad_settings_exit_2_naming_the_key(
