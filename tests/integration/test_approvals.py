@@ -502,6 +502,8 @@ async def test_read_only_tenant_denies_writes_and_serves_reads(
     )
     assert status.tenant_mode == control_api.TENANT_MODE_FROZEN
     assert status.budget_store_reachable and status.policy_revision
+    assert (status.policy_engine, status.bundle_last_error) == ("embedded", "")
+    assert status.bundle_source.endswith("default") and status.HasField("bundle_activation_time")
 
     await actors.control(
         "SetTenantMode",

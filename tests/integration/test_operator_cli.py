@@ -434,6 +434,9 @@ async def test_status(capgate: Capgate) -> None:
     assert status["policy_revision"] in panel
     assert re.search(r"pending approvals +1 ", panel)
     assert re.search(r"tenant mode +NORMAL ", panel)
+    assert re.search(r"policy engine +embedded ", panel)
+    assert re.search(r"bundle activated +\d{4}-\d\d-\d\dT", panel)
+    assert "bundle refused" not in panel
 
     refused = await capgate.cli("status", token=capgate.approver(tenant))
     assert refused.exit_code == 1

@@ -21,6 +21,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from capgate.clock import rfc3339
 from capgate.v1 import approval_service_pb2 as approvals_api
 from capgate.v1 import control_service_pb2 as control_api
 from capgate.v1 import types_pb2 as types
@@ -190,6 +191,13 @@ def transition_line(event: approvals_api.WatchApprovalsResponse) -> Text:
     return line
 
 
+def _when(status: control_api.GetStatusResponse, field: str) -> str:
+    """An optional Timestamp field as RFC 3339, or ``-`` when unset."""
+    if not status.HasField(field):
+        return "-"
+    return rfc3339(getattr(status, field).ToDatetime(tzinfo=UTC))
+
+
 def status_panel(status: control_api.GetStatusResponse, tenant_id: str) -> RenderableType:
     """The instance's policy revision, Redis reachability and log errors; the tenant's
     mode and pending approvals when one was asked for."""
@@ -197,6 +205,9 @@ def status_panel(status: control_api.GetStatusResponse, tenant_id: str) -> Rende
     rows: list[tuple[str, Text]] = [
         ("instance", Text(status.instance_id or "-")),
         ("policy revision", Text(status.policy_revision or "none active")),
+        ("policy engine", Text(status.policy_engine or "-")),
+        ("bundle source", Text(status.bundle_source or "-")),
+        ("bundle activated", Text(_when(status, "bundle_activation_time"))),
         (
             "budget store",
             Text(
@@ -205,6 +216,17 @@ def status_panel(status: control_api.GetStatusResponse, tenant_id: str) -> Rende
         ),
         ("decision log errors", Text(str(status.decision_log_errors))),
     ]
+    if status.bundle_last_error:
+        rows.append(
+            (
+                "bundle refused",
+                Text(
+                    f"{status.bundle_activation_failures} since start; last at "
+                    f"{_when(status, 'bundle_last_error_time')}: {status.bundle_last_error}",
+                    style="bold yellow",
+                ),
+            )
+        )
     if status.tenant_mode:
         rows += [
             ("tenant", Text(tenant_id or "(the token's)")),
