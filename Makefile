@@ -21,6 +21,7 @@ check: bootstrap
 	$(VENV)/python scripts/sync_bundles.py --check
 	$(TOOLS)/opa fmt --list --fail rego/
 	$(TOOLS)/opa check --strict rego/
+	$(VENV)/python scripts/builtins_gap.py --check
 	$(VENV)/ruff check .
 
 proto: bootstrap

@@ -206,3 +206,27 @@ async def tenant_keys(redis: Redis | RedisCluster, tenant_id: str) -> list[str]:
     else:
         found = await redis.keys(pattern)
     return sorted(k.decode() for k in found)
+
+
+@pytest.fixture(scope="session")
+def opa_server(opa_binary: Path) -> Iterator[Any]:
+    """A real ``opa run --server`` on the default bundle, on a free loopback port."""
+    from capgate.local.opa_server import OpaServer
+
+    with OpaServer(opa_binary, DEFAULT_BUNDLE) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+async def capgate_opa(
+    redis_server: RedisServer, opa_server: Any, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningCapgate]:
+    """One capgate for the session deciding through ``opa_server`` (``--engine opa``)."""
+    log = tmp_path_factory.mktemp("capgate-opa") / "decisions.jsonl"
+    async with start_capgate(
+        bundle=DEFAULT_BUNDLE,
+        redis_url=redis_server.url,
+        decision_log=log,
+        policy={"engine": "opa", "opa": {"url": opa_server.url}},
+    ) as running:
+        yield running

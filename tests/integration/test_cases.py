@@ -1,7 +1,10 @@
 """Decision cases as data (tests/cases/*.yaml), run through the real gRPC API.
 
+Every case runs twice: on a capgate with the embedded engine (rego-cpp), and on one
+with ``--engine opa`` deciding through a real ``opa run --server`` on the same bundle.
 Each step asserts the response, the decision-log line, the run's counters in Redis,
-and that `opa eval` decides the same as the embedded engine on the same input.
+and that the other engine decides the same on the logged input: `opa eval` against
+the embedded engine, the embedded engine against the OPA server.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ import redis.asyncio
 import yaml
 
 from capgate.budget.keys import run_usage_key
+from capgate.policy.bundle import load_bundle
+from capgate.policy.embedded import EmbeddedEngine
+from capgate.policy.opa import OpaEngine
 from capgate_client import AsyncClient, AuthorizeResult
-from tests.conftest import OpaEval, RunningCapgate
+from tests.conftest import DEFAULT_BUNDLE, OpaEval, RunningCapgate
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
 SCHEMA = json.loads((CASES_DIR / "schema.json").read_text())
@@ -63,13 +69,29 @@ def _client_kwargs(request: dict[str, Any], run_id: str) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(params=["embedded", "opa"])
+def engine_capgate(request: pytest.FixtureRequest) -> RunningCapgate:
+    """The session capgate of each engine: ``capgate`` or ``capgate_opa``."""
+    name = "capgate" if request.param == "embedded" else "capgate_opa"
+    running: RunningCapgate = request.getfixturevalue(name)
+    return running
+
+
+@pytest.fixture(scope="module")
+def embedded_engine() -> EmbeddedEngine:
+    """The default bundle compiled by rego-cpp, to check the OPA server's answers."""
+    return EmbeddedEngine(load_bundle(DEFAULT_BUNDLE))
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 async def test_case(
     case: dict[str, Any],
-    capgate: RunningCapgate,
+    engine_capgate: RunningCapgate,
     opa_eval: OpaEval,
+    embedded_engine: EmbeddedEngine,
     redis_client: redis.asyncio.Redis,
 ) -> None:
+    capgate = engine_capgate
     run_id = f"case-{uuid.uuid4()}"
     async with AsyncClient(capgate.target) as client:
         for step in case["steps"]:
@@ -79,7 +101,7 @@ async def test_case(
                 result = await client.authorize(**kwargs)
                 _assert_response(result, step["expect"])
                 await _assert_logged(capgate, result, kwargs)
-                await _assert_engines_agree(capgate, opa_eval, result)
+                await _assert_engines_agree(capgate, opa_eval, embedded_engine, result)
             if "run_usage" in step["expect"]:
                 key = run_usage_key(kwargs["tenant_id"], kwargs["run_id"])
                 usage = await redis_client.hgetall(key)
@@ -125,12 +147,19 @@ async def _assert_logged(
 
 
 async def _assert_engines_agree(
-    capgate: RunningCapgate, opa_eval: OpaEval, result: AuthorizeResult
+    capgate: RunningCapgate,
+    opa_eval: OpaEval,
+    embedded_engine: EmbeddedEngine,
+    result: AuthorizeResult,
 ) -> None:
+    """The raw decision of the engine that answered equals the other engine's."""
     input_document = (await capgate.event_for(result.decision_id))["input"]
     engine = capgate.app.policy.engine
-    assert engine is not None
-    assert engine.query(input_document) == opa_eval.decide(input_document)  # type: ignore[attr-defined]
+    if isinstance(engine, OpaEngine):
+        assert await engine.query(input_document) == embedded_engine.query(input_document)
+    else:
+        assert isinstance(engine, EmbeddedEngine)
+        assert engine.query(input_document) == opa_eval.decide(input_document)
 
 
 def test_case_file_rejects_unknown_expectations() -> None:

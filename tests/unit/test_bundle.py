@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import json
 import os
 import tarfile
@@ -413,3 +414,42 @@ def test_empty_tenants_lookup_is_added_without_touching_the_bundle() -> None:
     listed = {"capgate": {"tenants": {"acme": {}}}}
     assert with_empty_lookups(listed) == listed
     assert with_empty_lookups({"elsewhere": {}}) == {"elsewhere": {}}
+
+
+@pytest.mark.parametrize(
+    ("call", "builtin"),
+    [
+        ('deny if net.cidr_contains("10.0.0.0/8", input.ip)', "net.cidr_contains"),
+        ("r := graphql.parse(q, s)", "graphql.parse"),
+        (
+            "r := crypto.x509.parse_and_verify_certificates_with_options(c, o)",
+            "crypto.x509.parse_and_verify_certificates_with_options",
+        ),
+        ('r := strings.split_n("a,b", ",", 1)', "strings.split_n"),
+        ('allow if trace("here")', "trace"),
+        ("r := rego.metadata.rule()", "rego.metadata.rule"),
+        ('r := net["cidr_merge"](["10.0.0.0/8"])', "net.cidr_merge"),
+    ],
+)
+def test_builtins_the_embedded_engine_lacks_are_refused(
+    tmp_path: Path, call: str, builtin: str
+) -> None:
+    """rego-cpp makes most of them silently undefined: a deny using one never fires."""
+    path = write_dir(tmp_path / "b", {"p.rego": POLICY + call + "\n"})
+    with pytest.raises(BundleError, match=f"calls {re.escape(builtin)}, a builtin the embedded"):
+        load_bundle(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'r := strings.split("a,b", ",")',  # not split_n
+        "r := data.mylib.trace(1)",  # a function of another package
+        "r := my_trace(1)",
+        'r := "net.cidr_contains(" # in a string',
+        "r := net.cidr_contains_later",  # not a call
+    ],
+)
+def test_lookalikes_of_missing_builtins_are_not_refused(tmp_path: Path, text: str) -> None:
+    bundle = load_bundle(write_dir(tmp_path / "b", {"p.rego": POLICY + text + "\n"}))
+    assert "p.rego" in bundle.modules

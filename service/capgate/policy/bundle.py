@@ -9,7 +9,8 @@ Format (OPA docs, "Bundles" — https://www.openpolicyagent.org/docs/management-
 Other files are ignored, as OPA does. Refused with :class:`BundleError`: symlinks and
 other non-regular entries, absolute or ``..`` paths, more than ``max_bytes`` of
 content, data documents that collide, and modules that call a builtin reaching the
-network (``http.send``, ``net.lookup_ip_addr``).
+network (``http.send``, ``net.lookup_ip_addr``) or one the embedded engine lacks
+(:mod:`capgate.policy.builtins`).
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from typing import Any
 import yaml
 
 from capgate.errors import BundleError
+from capgate.policy import builtins
 
 DEFAULT_MAX_BYTES = 64 << 20
 DEFAULT_MAX_FILES = 10_000
-NETWORK_BUILTINS = ("http.send", "net.lookup_ip_addr")
 DATA_FILES = ("data.json", "data.yaml", "data.yml")
 
 
@@ -199,7 +200,7 @@ def assemble(bundle: BundleFiles) -> Bundle:
             document = _parse_data(source, rel, text)
             _place(data, [p for p in pure.parent.parts if p != "."], document, source, rel)
         else:
-            _refuse_network_builtins(source, rel, text)
+            _refuse_builtins(source, rel, text)
             modules[rel] = text
     if not modules:
         raise BundleError(f"bundle {source}: contains no .rego modules")
@@ -269,28 +270,36 @@ def _merge(into: dict[str, Any], new: dict[str, Any], source: str, rel: str) -> 
             raise BundleError(f"bundle {source}: {rel} redefines data key {key!r}")
 
 
-def _network_call_pattern(builtin: str) -> str:
-    """``pkg.name`` as Rego can spell it: ``pkg.name``, ``pkg . name``, ``pkg["name"]``."""
-    pkg, name = builtin.split(".")
-    quoted = rf'"{name}"|`{name}`'
-    return rf"\b{pkg}\s*(?:\.\s*{name}\b|\[\s*(?:{quoted})\s*\])"
+def _call_pattern(builtin: str) -> str:
+    """A call of ``builtin`` as Rego can spell it: ``a.b(``, ``a . b (``, ``a["b"](``;
+    not ``x.a.b(`` (a rule of another package) nor ``a.bc(``."""
+    first, *rest = builtin.split(".")
+    pattern = rf"(?<![\w.]){first}"
+    for part in rest:
+        quoted = rf'"{part}"|`{part}`'
+        pattern += rf"\s*(?:\.\s*{part}\b|\[\s*(?:{quoted})\s*\])"
+    return pattern + (r"\s*\(" if not rest else r"(?=\s*\()")
 
 
 # Tokens scanned left to right: string literals and comments are consumed whole, so a
 # builtin's name inside them is not a call; a call may span lines.
 _SCAN = re.compile(
-    r'(?P<string>"(?:\\.|[^"\\\n])*"|`[^`]*`)|(?P<comment>#[^\n]*)|(?P<call>'
-    + "|".join(_network_call_pattern(b) for b in NETWORK_BUILTINS)
-    + ")"
+    r'(?P<string>"(?:\\.|[^"\\\n])*"|`[^`]*`)|(?P<comment>#[^\n]*)|'
+    + "|".join(
+        f"(?P<b{n}>{_call_pattern(name)})" for n, name in enumerate(sorted(builtins.REFUSED))
+    )
 )
+_BY_GROUP = {f"b{n}": name for n, name in enumerate(sorted(builtins.REFUSED))}
 
 
-def _refuse_network_builtins(source: str, rel: str, text: str) -> None:
+def _refuse_builtins(source: str, rel: str, text: str) -> None:
+    """Refuse a module calling a builtin of :data:`capgate.policy.builtins.REFUSED`."""
     for match in _SCAN.finditer(text):
-        if match.group("call"):
+        group = match.lastgroup
+        if group in _BY_GROUP:
             line_no = text.count("\n", 0, match.start()) + 1
-            builtin = next(b for b in NETWORK_BUILTINS if match.group("call").startswith(b[:3]))
+            builtin = _BY_GROUP[group]
             raise BundleError(
-                f"bundle {source}: {rel}:{line_no} calls {builtin}, a builtin that reaches "
-                "the network; refused"
+                f"bundle {source}: {rel}:{line_no} calls {builtin}, "
+                f"{builtins.why_refused(builtin)}; refused"
             )
