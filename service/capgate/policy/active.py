@@ -15,6 +15,7 @@ class ActivePolicy:
     def __init__(self, metrics: Metrics, kind: str = "embedded") -> None:
         self._engine: PolicyEngine | None = None
         self._metrics = metrics
+        self._label: str | None = None
         self.kind = kind
 
     @property
@@ -23,7 +24,12 @@ class ActivePolicy:
         return self._engine
 
     def activate(self, engine: PolicyEngine) -> None:
-        if self._engine is not None:
-            self._metrics.bundle_active.remove(self._engine.revision)
+        """Make ``engine`` answer from the next decision on. ``capgate_bundle_active``
+        names its revision (none for an OPA engine before OPA first answers)."""
+        if self._label is not None:
+            self._metrics.bundle_active.remove(self._label)
+            self._label = None
         self._engine = engine
-        self._metrics.bundle_active.labels(engine.revision).set(1)
+        if engine.revision:
+            self._label = engine.revision
+            self._metrics.bundle_active.labels(engine.revision).set(1)
