@@ -45,6 +45,7 @@ bench: bootstrap
 	$(VENV)/python bench/authorize_load.py --no-events --out bench/results/authorize-no-events.json
 	$(VENV)/python bench/outbox.py
 	$(VENV)/python bench/exporters.py
+	$(VENV)/python bench/engines.py
 
 fmt: bootstrap
 	$(VENV)/ruff format service clients tests bench scripts

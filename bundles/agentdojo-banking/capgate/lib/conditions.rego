@@ -12,7 +12,7 @@
 #   closed both ways: `in`/`all_*` never hold, `not_in`/`any_*_not_in` hold.
 #   Subject: the parameter's value, or with `lookup: <name>` the entry of the
 #   object data.capgate.facts[<name>] keyed by that value (a condition whose
-#   key the fact lacks never holds).
+#   key the fact lacks never holds; see capgate.lib.lookup for the index).
 #   ops: eq, neq, gt, gte, lt, lte (numbers: both the parameter and the
 #   condition's value must be numbers, else the condition does not hold);
 #   in, not_in (value is a list);
@@ -34,10 +34,20 @@
 #   present (the parameter exists and is not null or "").
 package capgate.lib.conditions
 
+import data.capgate.lib.allowlist
+import data.capgate.lib.lookup
+
 # holds(cond, params): cond holds for params. A condition without param or op,
 # or on a parameter params lacks, never holds; nor does one without value or
 # value_from (its operand is null), unless its op is present.
-holds(cond, params) if {
+# A condition on a list fact the embedded engine has indexed is decided by
+# capgate.lib.allowlist instead (true or false), with the same result; the
+# first test keeps that path out of the common case, a condition with a value.
+holds(cond, params) := allowlist.holds(cond.op, value, name) if {
+	cond.value_from
+	name := allowlist.fact(cond)
+	value := subject(cond, params)
+} else if {
 	value := subject(cond, params)
 	op_holds(cond.op, value, operand(cond))
 }
@@ -59,7 +69,11 @@ subject(cond, params) := v if {
 	not cond.lookup
 	v := params[cond.param]
 } else := v if {
-	v := data.capgate.facts[cond.lookup][params[cond.param]]
+	v := lookup.fact_entry(cond.lookup, params[cond.param])
+} else := v if {
+	name := cond.lookup
+	not data.capgate_index.indexed_facts[name]
+	v := data.capgate.facts[name][params[cond.param]]
 }
 
 # op_holds(op, value, target): a condition with this op and operand (target)

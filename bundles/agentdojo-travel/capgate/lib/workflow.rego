@@ -14,9 +14,21 @@
 package capgate.lib.workflow
 
 import data.capgate.lib.conditions
+import data.capgate.lib.lookup
 import data.capgate.lib.request
 
-definition := data.capgate.workflows[request.workflow]
+# definition: data.capgate.workflows[request.workflow], read through the
+# embedded engine's index when it has one (see capgate.lib.lookup); false when
+# the data does not define the workflow, which every rule here takes as
+# undefined. Always defined: rego-cpp keeps a rule's value for the rest of the
+# query, but evaluates an undefined rule again at every reference (a dozen
+# here). (Not wrapped as [definition]: rego-cpp would copy the definition.)
+definition := d if {
+	d := lookup.entry("workflows", request.workflow)
+} else := d if {
+	not data.capgate_index.indexed.workflows
+	d := data.capgate.workflows[request.workflow]
+} else := false
 
 # known: the workflow is defined (and not false). Tested with is_boolean, not
 # by comparing the definition with false: rego-cpp compares objects slowly.

@@ -24,9 +24,21 @@
 package capgate.lib.capability
 
 import data.capgate.lib.conditions
+import data.capgate.lib.lookup
 import data.capgate.lib.request
 
-definition := data.capgate.capabilities[input.capability]
+# definition: data.capgate.capabilities[input.capability], read through the
+# embedded engine's index when it has one (see capgate.lib.lookup); false when
+# the data does not define the capability, which every rule here takes as
+# undefined. Always defined: rego-cpp keeps a rule's value for the rest of the
+# query, but evaluates an undefined rule again at every reference (a dozen
+# here). (Not wrapped as [definition]: rego-cpp would copy the definition.)
+definition := d if {
+	d := lookup.entry("capabilities", input.capability)
+} else := d if {
+	not data.capgate_index.indexed.capabilities
+	d := data.capgate.capabilities[input.capability]
+} else := false
 
 # known: the capability is defined (and not false). Tested with is_boolean, not
 # by comparing the definition with false: rego-cpp compares objects slowly.
