@@ -281,3 +281,72 @@ async def test_a_tampered_stored_bundle_is_refused_at_start(
     ) as capgate:
         assert made_by(await decide(capgate)) == "t2"
         assert failures(capgate, "store") == 1
+
+
+def _unsafe_tarball(kind: str) -> bytes:
+    """A gzipped tarball with one hostile entry beside a valid policy."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        policy = ("package capgate.authz\n\n" + revision_policy("evil")).encode()
+        entries = {"policy.rego": policy, ".manifest": b'{"revision": "evil"}'}
+        for name, content in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+        if kind == "dot-dot-path":
+            info = tarfile.TarInfo("../outside.rego")
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+        elif kind == "symlink":
+            info = tarfile.TarInfo("data.json")
+            info.type = tarfile.SYMTYPE
+            info.linkname = "/etc/passwd"
+            tar.addfile(info)
+        elif kind == "tar-bomb":  # 64 MiB of zeros: a few KiB compressed
+            info = tarfile.TarInfo("bomb.bin")
+            info.size = 64 << 20
+            tar.addfile(info, io.BytesIO(bytes(info.size)))
+        elif kind == "over-the-size-cap":
+            info = tarfile.TarInfo("data.json")
+            content = b'{"pad": "' + b"x" * (2 << 20) + b'"}'
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["dot-dot-path", "symlink", "tar-bomb", "over-the-size-cap"])
+async def test_an_unsafe_bundle_is_refused_and_the_good_revision_keeps_serving(
+    tmp_path: Path, redis_server: RedisServer, kind: str
+) -> None:
+    live = tmp_path / "live" / "bundle.tar.gz"
+    live.parent.mkdir()
+    opa_build(OPA, write_bundle(tmp_path / "src", revision_policy("good"), "good"), live)
+    async with start_capgate(
+        bundle=live,
+        redis_url=redis_server.url,
+        decision_log=None,
+        policy={"max_bundle_bytes": 1 << 20},
+    ) as capgate:
+        assert made_by(await decide(capgate)) == "good"
+        staged = live.with_name("staged.tar.gz")
+        staged.write_bytes(_unsafe_tarball(kind))
+        assert staged.stat().st_size < 1 << 20  # the cap is on what it expands to
+        os.replace(staged, live)
+
+        async def refused() -> bool:
+            return failures(capgate, "fetch") == 1
+
+        await eventually(refused)
+        result = await decide(capgate)
+        assert (result.policy_revision, made_by(result)) == ("good", "good")
+        assert not (tmp_path / "live" / "outside.rego").exists()
+        why = {
+            "dot-dot-path": "escapes the bundle",
+            "symlink": "is not a regular file",
+            "tar-bomb": "larger than 1048576 bytes",
+            "over-the-size-cap": "larger than 1048576 bytes",
+        }
+        assert why[kind] in capgate.app.bundles.status.last_error  # type: ignore[union-attr]
