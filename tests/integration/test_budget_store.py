@@ -327,12 +327,13 @@ async def test_hostile_tenant_ids_work_and_every_key_has_a_ttl(
     store: RedisBudgetStore, redis: Redis | RedisCluster, hostile: str
 ) -> None:
     t = hostile + str(uuid.uuid4())
-    limit = RateLimitSpec("principal", 100, 1, 100)
+    limit = RateLimitSpec("principal", 100, 60, 100)  # its bucket outlives the scan
     idem = Idempotency(hostile, "b" * 64, "b" * 64, "{}")
     budgets = (TENANT_MONTH, RUN_CALLS, BudgetSpec(BudgetScope.CAPABILITY, BudgetWindow.DAY))
     reserved = admission(t, budgets=budgets, rate_limits=(limit,), idempotency=idem, run_id=t)
     assert (await store.admit(reserved)).verdict is Verdict.ADMITTED
-    await store.admit(admission(t, budgets=budgets, ttl=1, run_id=t))
+    # A reservation TTL long enough to outlive the scan on a slow machine.
+    await store.admit(admission(t, budgets=budgets, ttl=60, run_id=t))
     found = await tenant_keys(redis, t)
     assert len(found) == 8  # zset, 2 records, idem, 3 usage keys, 1 bucket
     for key in found:
