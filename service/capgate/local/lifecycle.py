@@ -4,8 +4,22 @@ closes it, even when the block raised."""
 
 from __future__ import annotations
 
+import subprocess
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+
+def end_process(process: subprocess.Popen[Any] | None, grace_seconds: float = 5.0) -> None:
+    """SIGTERM ``process``, SIGKILL it after ``grace_seconds``; returns once it is gone.
+    ``None`` (never started, or already ended) does nothing."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class Managed:

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from capgate.local.lifecycle import Managed
+from capgate.local.lifecycle import Managed, end_process
 from capgate.local.redis_server import free_port
 
 STARTUP_TIMEOUT_SECONDS = 10.0
@@ -99,14 +99,8 @@ class NginxBundleServer(Managed):
         raise RuntimeError(f"nginx did not start on port {self.port}: {error[-500:]}")
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+        end_process(self._process)
+        self._process = None
 
     def close(self) -> None:
         self.stop()

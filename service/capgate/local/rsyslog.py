@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from capgate.local.lifecycle import Managed
+from capgate.local.lifecycle import Managed, end_process
 from capgate.local.redis_server import free_port
 
 STARTUP_TIMEOUT_SECONDS = 10.0
@@ -212,14 +211,7 @@ class Rsyslog(Managed):
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 5 s; returns once the process is gone."""
-        if self._process is None:
-            return
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        end_process(self._process)
         self._process = None
 
     def messages(self) -> list[ReceivedMessage]:
