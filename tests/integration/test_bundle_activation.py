@@ -57,6 +57,16 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 15.0
         await asyncio.sleep(0.05)
 
 
+async def until_serving(capgate: RunningCapgate, revision: str) -> None:
+    """Wait until decisions name ``revision`` and are made by its policy."""
+
+    async def serving() -> bool:
+        result = await decide(capgate)
+        return (result.policy_revision, made_by(result)) == (revision, revision)
+
+    await eventually(serving)
+
+
 def failures(capgate: RunningCapgate, stage: str) -> float:
     registry = capgate.app.metrics.registry
     value = registry.get_sample_value("capgate_bundle_activation_failures_total", {"stage": stage})
@@ -101,10 +111,7 @@ async def test_a_changed_local_bundle_is_activated_and_a_broken_one_is_not(
         replace_dir(source, revision_policy("r2"), "r2")
         opa_build(OPA, source, tarball)
 
-        async def is_r2() -> bool:
-            return made_by(await decide(capgate)) == "r2"
-
-        await eventually(is_r2)
+        await until_serving(capgate, "r2")
         result = await decide(capgate)
         assert result.policy_revision == "r2"
 
@@ -149,19 +156,11 @@ async def test_a_watched_directory_swapped_by_rename_is_activated(
             "package capgate.authz\n\n" + revision_policy("d2")
         )
 
-        async def is_d2() -> bool:
-            result = await decide(capgate)
-            return (result.policy_revision, made_by(result)) == ("d2", "d2")
-
-        await eventually(is_d2)
+        await until_serving(capgate, "d2")
         # Replaced whole by a rename (how a deploy tool swaps a directory).
         replace_dir(bundles / "b", revision_policy("d3"), "d3")
 
-        async def is_d3() -> bool:
-            result = await decide(capgate)
-            return (result.policy_revision, made_by(result)) == ("d3", "d3")
-
-        await eventually(is_d3)
+        await until_serving(capgate, "d3")
 
 
 async def test_a_bundle_server_revision_is_live_after_one_poll_and_304s_are_counted(
@@ -202,10 +201,7 @@ async def test_a_bundle_server_revision_is_live_after_one_poll_and_304s_are_coun
             requests_before = len(nginx.statuses())
             opa_build(OPA, source, served / "bundle.tar.gz")
 
-            async def is_h2() -> bool:
-                return made_by(await decide(capgate)) == "h2"
-
-            await eventually(is_h2)
+            await until_serving(capgate, "h2")
             # Live after the first poll that saw the change: one 200 after the swap.
             after = nginx.statuses()[requests_before:]
             assert after.index(200) <= 1, after
