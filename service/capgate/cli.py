@@ -133,6 +133,13 @@ def serve(
     jwt_issuer: Annotated[str | None, typer.Option(help="required token iss")] = None,
     jwt_audience: Annotated[str | None, typer.Option(help="required token aud")] = None,
     log_level: Annotated[LogLevel, typer.Option(help="log verbosity")] = LogLevel.INFO,
+    check_config: Annotated[
+        bool,
+        typer.Option(
+            "--check-config",
+            help="check the configuration (settings, keys, sinks, local bundle) and exit",
+        ),
+    ] = False,
 ) -> None:
     """Serve Authorize, approvals and run control over gRPC until SIGTERM."""
     from capgate.app import build_app
@@ -169,6 +176,8 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"capgate: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if check_config:
+        _check_config(settings)
     try:
         components = build_app(settings)
     except (OSError, ConfigError) as exc:  # the decision log cannot be opened, a bad JWKS
@@ -177,6 +186,23 @@ def serve(
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         code = runner.run(serve_until_signalled(components))
     raise typer.Exit(code)
+
+
+def _check_config(settings: Any) -> None:
+    """``--check-config``: print what the configuration sets up; exit 0, or 2 naming
+    what is wrong."""
+    from capgate.check_config import check_config
+    from capgate.errors import BundleError
+
+    try:
+        lines = check_config(settings)
+    except (ConfigError, BundleError, OSError) as exc:
+        typer.echo(f"capgate: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo("capgate: configuration OK")
+    for line in lines:
+        typer.echo(f"  {line}")
+    raise typer.Exit(0)
 
 
 @app.command()

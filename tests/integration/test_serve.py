@@ -24,7 +24,7 @@ from capgate.local.serve_process import ServeProcess
 from capgate.server import CapgateServer
 from capgate.settings import load_settings
 from capgate_client import AsyncClient, Client
-from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE, ROOT
+from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE, ROOT, write_bundle
 
 STARTUP_SECONDS = 30
 
@@ -180,3 +180,55 @@ async def test_not_serving_and_policy_unavailable_until_a_bundle_is_active(
             assert (await health.Check(request)).status == health_pb2.HealthCheckResponse.SERVING
     finally:
         await server.stop(0)
+
+
+def _check_config(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "capgate", "serve", "--check-config", *args],
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_SECONDS,
+        cwd=ROOT,
+    )
+
+
+def test_check_config_reports_the_setup_and_exits_0_without_serving(tmp_path: Path) -> None:
+    config = tmp_path / "capgate.yaml"
+    config.write_text(
+        "server: {listen: '127.0.0.1:1', metrics_listen: '127.0.0.1:1'}\n"
+        f"policy: {{bundle: {DEFAULT_BUNDLE}}}\n"
+        "budget: {redis_url: 'redis://user:secret@redis.invalid:6379/0'}\n"
+        f"events: {{sinks: [{{type: file, name: audit, path: {tmp_path / 'audit.jsonl'}}}]}}\n"
+    )
+    proc = _check_config("--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("capgate: configuration OK\n")
+    assert "revision 'default-2026.11.21-1' (unsigned, compiles)" in proc.stdout
+    assert "event sinks: audit" in proc.stdout
+    assert "secret" not in proc.stdout and "//***@redis.invalid" in proc.stdout
+    assert not (tmp_path / "capgate-outbox.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--bundle", "/nonexistent"], "/nonexistent"),
+        (["--bundle", str(DEFAULT_BUNDLE), "--profile", "production"], "unsigned bundles"),
+        (
+            ["--bundle", str(DEFAULT_BUNDLE), "--verification-key", str(ROOT / "README.md")],
+            "--verification-key",
+        ),
+    ],
+    ids=["missing-bundle", "production-unsigned", "not-a-key"],
+)
+def test_check_config_names_what_is_wrong_and_exits_2(args: list[str], named: str) -> None:
+    proc = _check_config(*args)
+    assert proc.returncode == 2
+    assert named in proc.stderr
+
+
+def test_check_config_refuses_a_bundle_that_does_not_compile(tmp_path: Path) -> None:
+    bundle = write_bundle(tmp_path / "b", "decision := {\n")
+    proc = _check_config("--bundle", str(bundle))
+    assert proc.returncode == 2
+    assert "does not compile" in proc.stderr
