@@ -1,0 +1,167 @@
+"""Render the capgate chart and run `capgate serve --check-config` on every capgate.yaml.
+
+    .venv/bin/python helm/tests/check_config.py [--helm .tools/bin/helm] [-f values-x.yaml ...]
+
+Without -f: the defaults and every helm/capgate/values-*.yaml overlay. The rendered file
+names paths that exist only in the pod (Secrets under /etc/capgate/secrets, the image's
+/opt/capgate/bundles/default, the emptyDirs). For the check each such path is rewritten
+to a temporary stand-in: generated keys, certificates, a JWKS and a token; the
+repository's bundles/default; temporary directories. A JWKS URL is rewritten to a
+stand-in file too (--check-config would fetch it). Nothing else is changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
+from jwt.algorithms import RSAAlgorithm
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "capgate"
+
+
+def _cert(dir_: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stand-in")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    c, k = dir_ / "cert.pem", dir_ / "key.pem"
+    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    k.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return c, k
+
+
+def stand_ins(tmp: Path) -> dict[str, Path]:
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(RSAAlgorithm.to_jwk(rsa_key.public_key()))
+    jwk.update(kid="stand-in", use="sig", alg="RS256")
+    (tmp / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    (tmp / "verification.pem").write_bytes(
+        rsa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    (tmp / "ed25519.pem").write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (tmp / "token").write_text("stand-in-token\n")
+    cert, key = _cert(tmp)
+    return {
+        "jwks": tmp / "jwks.json",
+        "verification": tmp / "verification.pem",
+        "ed25519": tmp / "ed25519.pem",
+        "token": tmp / "token",
+        "cert": cert,
+        "key": key,
+    }
+
+
+def rewrite(config: dict, files: dict[str, Path], tmp: Path) -> dict:
+    """Pod paths -> local stand-ins, by the kind of file each key names."""
+
+    def walk(node, key=""):
+        if isinstance(node, dict):
+            return {k: walk(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, key) for v in node]
+        if not isinstance(node, str):
+            return node
+        if node.startswith("/etc/capgate/secrets/"):
+            by_key = {
+                "jwks": "jwks",
+                "verification_key": "verification",
+                "signing_key_file": "ed25519",
+                "token_file": "token",
+                "bearer_token_file": "token",
+                "key_file": "key",
+            }
+            return str(files.get(by_key.get(key, "cert")))  # ca_file, cert_file, client_ca_file
+        if node.startswith("/opt/capgate/bundles/default"):
+            return str(ROOT / "bundles" / "default")
+        if node.startswith("/etc/capgate/bundle"):
+            raise SystemExit("bundle from a ConfigMap/volume: check the bundle separately")
+        for pod_dir in ("/var/lib/capgate", "/var/cache/capgate", "/var/log/capgate"):
+            if node.startswith(pod_dir):
+                return str(tmp / "pod" / node.lstrip("/"))
+        if key == "jwks" and node.startswith("http"):
+            return str(files["jwks"])
+        return node
+
+    return walk(config)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--helm", default=str(ROOT / ".tools" / "bin" / "helm"))
+    parser.add_argument("-f", dest="overlays", action="append")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args()
+    overlays = args.overlays or ["", *sorted(p.name for p in CHART.glob("values-*.yaml"))]
+    capgate = Path(sys.executable).with_name("capgate")
+    failed = 0
+    for overlay in overlays:
+        cmd = [args.helm, "template", "check", str(CHART)]
+        if overlay:
+            cmd += ["-f", str(CHART / overlay)]
+        docs = [d for d in yaml.safe_load_all(subprocess.check_output(cmd, text=True)) if d]
+        configs = [
+            d["data"]["capgate.yaml"]
+            for d in docs
+            if d["kind"] == "ConfigMap" and "capgate.yaml" in d.get("data", {})
+        ]
+        assert len(configs) == 1, f"{overlay}: {len(configs)} capgate ConfigMaps"
+        with tempfile.TemporaryDirectory() as t:
+            tmp = Path(t)
+            config = rewrite(yaml.safe_load(configs[0]), stand_ins(tmp), tmp)
+            (tmp / "pod" / "var" / "lib" / "capgate").mkdir(parents=True)
+            path = tmp / "capgate.yaml"
+            path.write_text(yaml.safe_dump(config))
+            run = subprocess.run(
+                [str(capgate), "serve", "--config", str(path), "--check-config"],
+                capture_output=True,
+                text=True,
+                cwd=tmp,
+            )
+        ok = run.returncode == 0 and "configuration OK" in run.stdout + run.stderr
+        failed += not ok
+        print(f"{'PASS' if ok else 'FAIL'} {overlay or 'defaults'}")
+        if args.verbose:
+            print(run.stdout + run.stderr)
+        if not ok:
+            print(run.stdout + run.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
