@@ -2,7 +2,8 @@
 # Installs everything capgate needs on a fresh Debian machine, idempotently:
 #   - redis-server (Debian), used by the tests and `capgate serve`;
 #   - rsyslog, nginx, a JRE and Maven (Debian): real receivers and servers the tests run;
-#   - opa and buf, pinned, built with `go install` into .tools/bin;
+#   - opa, buf and helm, pinned, built with `go install` into .tools/bin; k8svalidate
+#     (tools/k8svalidate) built with `go build`;
 #   - a virtualenv in .venv with capgate and its dev extras.
 # Each step is skipped when its result is already present.
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 OPA_VERSION="v1.22.2"
 BUF_VERSION="v1.75.0"
+HELM_VERSION="v3.22.0"
 PYTHON="${PYTHON:-python3}"
 
 SUDO=""
@@ -48,6 +50,19 @@ export GOBIN="$PWD/.tools/bin"
 if [ ! -x .tools/bin/opa ] || ! .tools/bin/opa version 2>/dev/null | grep -q "^Version: ${OPA_VERSION#v}$"; then
   echo "bootstrap: go install opa ${OPA_VERSION}" >&2
   go install "github.com/open-policy-agent/opa@${OPA_VERSION}"
+fi
+# helm (the chart's lint and render) and k8svalidate (strict decoding of the rendered
+# manifests into k8s.io/api types, tools/k8svalidate): built with Go, stamped by version.
+if [ ! -x .tools/bin/helm ] || [ ! -f ".tools/bin/.helm-${HELM_VERSION}" ]; then
+  echo "bootstrap: go install helm ${HELM_VERSION}" >&2
+  go install "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+  rm -f .tools/bin/.helm-* && touch ".tools/bin/.helm-${HELM_VERSION}"
+fi
+k8s_stamp=".tools/bin/.k8svalidate-$(cat tools/k8svalidate/go.mod tools/k8svalidate/go.sum tools/k8svalidate/main.go | sha256sum | cut -c1-16)"
+if [ ! -x .tools/bin/k8svalidate ] || [ ! -f "$k8s_stamp" ]; then
+  echo "bootstrap: go build tools/k8svalidate" >&2
+  (cd tools/k8svalidate && go build -o ../../.tools/bin/k8svalidate .)
+  rm -f .tools/bin/.k8svalidate-* && touch "$k8s_stamp"
 fi
 if [ ! -x .tools/bin/buf ] || [ "$(.tools/bin/buf --version 2>/dev/null)" != "${BUF_VERSION#v}" ]; then
   echo "bootstrap: go install buf ${BUF_VERSION}" >&2

@@ -153,9 +153,7 @@ class BundleServerSettings(_Section):
     @model_validator(mode="after")
     def _delays(self) -> BundleServerSettings:
         if self.max_delay_seconds < self.min_delay_seconds:
-            raise ValueError(
-                "policy.bundle_server.max_delay_seconds must be >= min_delay_seconds"
-            )
+            raise ValueError("policy.bundle_server.max_delay_seconds must be >= min_delay_seconds")
         return self
 
 
