@@ -10,13 +10,16 @@ import asyncio
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvloop
 
 from capgate.errors import ConfigError
 from capgate.operator import commands as operator_commands
+
+if TYPE_CHECKING:
+    from capgate.settings import Settings
 
 
 class IdentityMode(StrEnum):
@@ -188,7 +191,7 @@ def serve(
     raise typer.Exit(code)
 
 
-def _check_config(settings: Any) -> None:
+def _check_config(settings: Settings) -> None:
     """``--check-config``: print what the configuration sets up; exit 0, or 2 naming
     what is wrong."""
     from capgate.check_config import check_config

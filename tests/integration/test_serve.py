@@ -182,13 +182,13 @@ async def test_not_serving_and_policy_unavailable_until_a_bundle_is_active(
         await server.stop(0)
 
 
-def _check_config(*args: str) -> subprocess.CompletedProcess[str]:
+def _check_config(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "capgate", "serve", "--check-config", *args],
         capture_output=True,
         text=True,
         timeout=STARTUP_SECONDS,
-        cwd=ROOT,
+        cwd=cwd,
     )
 
 
@@ -200,7 +200,7 @@ def test_check_config_reports_the_setup_and_exits_0_without_serving(tmp_path: Pa
         "budget: {redis_url: 'redis://user:secret@redis.invalid:6379/0'}\n"
         f"events: {{sinks: [{{type: file, name: audit, path: {tmp_path / 'audit.jsonl'}}}]}}\n"
     )
-    proc = _check_config("--config", str(config))
+    proc = _check_config("--config", str(config), cwd=tmp_path)  # the default outbox's dir
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("capgate: configuration OK\n")
     assert "revision 'default-2026.11.21-1' (unsigned, compiles)" in proc.stdout

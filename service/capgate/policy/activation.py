@@ -65,17 +65,16 @@ def bundle_compiler(entrypoint: str, verify: Callable[[BundleFiles], object] | N
     """
 
     def compile_files(files: BundleFiles) -> PolicyEngine:
-        for stage, step in (("signature", verify), ("format", assemble)):
-            if step is None:
-                continue
-            try:
-                result = step(files)
-            except BundleError as exc:
-                raise ActivationFailed(stage, exc) from exc
+        stage = "signature"
         try:
-            return EmbeddedEngine(result, entrypoint)  # type: ignore[arg-type]
+            if verify is not None:
+                verify(files)
+            stage = "format"
+            bundle = assemble(files)
+            stage = "compile"
+            return EmbeddedEngine(bundle, entrypoint)
         except BundleError as exc:
-            raise ActivationFailed("compile", exc) from exc
+            raise ActivationFailed(stage, exc) from exc
 
     return compile_files
 
@@ -163,9 +162,6 @@ class BundleManager:
                 engine = await asyncio.to_thread(self._compile, fetched.files)
             except ActivationFailed as exc:
                 self._failed(exc.stage, exc)
-                raise
-            except BundleError as exc:
-                self._failed("format", exc)
                 raise
             self._policy.activate(engine)
             self._activated(engine.revision, digest, origin, started)
