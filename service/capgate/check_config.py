@@ -39,6 +39,7 @@ def check_config(settings: Settings) -> list[str]:
     lines = [
         f"profile: {settings.profile}",
         f"listen: {settings.server.listen} (tls: {'on' if settings.server.tls else 'off'}), "
+        f"health: {settings.server.health_listen or 'on the gRPC listener'}, "
         f"metrics: {settings.server.metrics_listen}",
         f"identity: {settings.identity.mode}",
         f"redis: {re.sub(r'//[^@/]*@', '//***@', settings.budget.redis_url)} (not contacted)",

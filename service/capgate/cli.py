@@ -55,6 +55,7 @@ def _overrides(**flags: Any) -> dict[str, dict[str, Any]]:
         "redis_url": ("budget", "redis_url"),
         "listen": ("server", "listen"),
         "metrics_listen": ("server", "metrics_listen"),
+        "health_listen": ("server", "health_listen"),
         "decision_log": ("decision_log", "path"),
         "identity": ("identity", "mode"),
         "jwks": ("identity", "jwt", "jwks"),
@@ -120,6 +121,10 @@ def serve(
     metrics_listen: Annotated[
         str | None, typer.Option(help="Prometheus HOST:PORT [127.0.0.1:9464]")
     ] = None,
+    health_listen: Annotated[
+        str | None,
+        typer.Option(help="plaintext HOST:PORT serving only grpc.health.v1, for probes [off]"),
+    ] = None,
     decision_log: Annotated[Path | None, typer.Option(help="JSONL decision log file")] = None,
     outbox: Annotated[
         Path | None,
@@ -159,6 +164,7 @@ def serve(
                 redis_url=redis_url,
                 listen=listen,
                 metrics_listen=metrics_listen,
+                health_listen=health_listen,
                 decision_log=decision_log,
                 outbox=outbox,
                 identity=identity.value if identity else None,

@@ -1,15 +1,24 @@
 """The gRPC server: AuthorizationService, ApprovalService, ControlService,
 grpc.health.v1, reflection, /metrics, drain; TLS (and mTLS) when ``server.tls`` is set.
 
-Health (https://github.com/grpc/grpc/blob/master/doc/health-checking.md) reports
-NOT_SERVING for "" and ``capgate.v1.AuthorizationService`` until a policy can decide
-(a bundle is active; with ``--engine opa``, OPA's ``/health?bundles=true``), whenever
-it no longer can, and while draining.
+Health (https://github.com/grpc/grpc/blob/master/doc/health-checking.md):
+
+- ``""``, ``readiness`` and ``capgate.v1.AuthorizationService`` are NOT_SERVING until a
+  policy can decide (a bundle is active; with ``--engine opa``, OPA's
+  ``/health?bundles=true``), whenever it no longer can, and while draining;
+- ``liveness`` is SERVING from start until the drain ends: it answers as long as the
+  event loop does, and a missing bundle does not make it fail (a restart would not
+  bring one).
+
+With ``server.health_listen``, a second plaintext listener serves only that health
+service, for the kubelet's gRPC probes (Kubernetes docs, "Configure Liveness,
+Readiness and Startup Probes": gRPC probes reach the pod IP and do not do TLS).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 
 import grpc
@@ -23,7 +32,7 @@ from capgate.api.authorization import AuthorizationServicer
 from capgate.api.control import ControlServicer
 from capgate.app import App, new_id
 from capgate.errors import BundleError
-from capgate.settings import TlsSettings, parse_host_port
+from capgate.settings import TlsSettings, parse_host_port, unix_socket_path
 from capgate.v1 import (
     approval_service_pb2,
     approval_service_pb2_grpc,
@@ -41,7 +50,9 @@ HEALTH_POLL_SECONDS = 0.5
 AUTHORIZATION_SERVICE = authorization_service_pb2.DESCRIPTOR.services_by_name[
     "AuthorizationService"
 ].full_name
-HEALTH_NAMES = ("", AUTHORIZATION_SERVICE)
+READINESS = "readiness"
+LIVENESS = "liveness"
+HEALTH_NAMES = ("", AUTHORIZATION_SERVICE, READINESS)
 OTHER_SERVICES = (
     approval_service_pb2.DESCRIPTOR.services_by_name["ApprovalService"].full_name,
     control_service_pb2.DESCRIPTOR.services_by_name["ControlService"].full_name,
@@ -90,21 +101,27 @@ class CapgateServer:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
-            (*HEALTH_NAMES[1:], *OTHER_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            (AUTHORIZATION_SERVICE, *OTHER_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME),
             self._server,
         )
+        self._health_server: grpc.aio.Server | None = None
+        if settings.health_listen is not None:
+            self._health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, self._health_server)
         self._metrics_httpd: object | None = None
         self._jwks_refresh: asyncio.Task[None] | None = None
         self._health_follower: asyncio.Task[None] | None = None
         self._serving: bool | None = None
         self.grpc_port = 0
+        self.health_port = 0
         self.metrics_port = 0
 
     async def start(self) -> int:
         """Bind and start serving (NOT_SERVING). Returns the bound gRPC port.
 
         Raises:
-            OSError: the gRPC or metrics address cannot be bound.
+            OSError: the gRPC, health or metrics address cannot be bound, or the Unix
+                socket's mode cannot be set.
         """
         settings = self._app.settings.server
         try:
@@ -115,6 +132,17 @@ class CapgateServer:
                 self.grpc_port = self._server.add_insecure_port(settings.listen)
         except RuntimeError as exc:  # grpc's way of saying bind() failed
             raise OSError(f"cannot listen on {settings.listen}: address in use or invalid") from exc
+        if settings.listen.startswith("unix:"):
+            # Bound (grpc binds in add_*_port); set the mode before anyone is served.
+            os.chmod(unix_socket_path(settings.listen), settings.unix_socket_mode)
+        if self._health_server is not None and settings.health_listen is not None:
+            try:
+                self.health_port = self._health_server.add_insecure_port(settings.health_listen)
+            except RuntimeError as exc:
+                raise OSError(
+                    f"cannot listen on server.health_listen {settings.health_listen}: "
+                    "address in use or invalid"
+                ) from exc
         identity = self._app.settings.identity
         if identity.mode == "insecure":
             log.warning(
@@ -129,8 +157,11 @@ class CapgateServer:
                 jwks.refresh_forever(identity.jwt.jwks_refresh_seconds)
             )
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         self._app.events.start()
         await self._server.start()
+        if self._health_server is not None:
+            await self._health_server.start()
         host, port = parse_host_port(settings.metrics_listen)
         httpd, _thread = start_http_server(port, host, registry=self._app.metrics.registry)
         self._metrics_httpd = httpd
@@ -139,6 +170,7 @@ class CapgateServer:
             "listening",
             grpc=settings.listen,
             grpc_port=self.grpc_port,
+            health_port=self.health_port or None,
             metrics_port=self.metrics_port,
         )
         return self.grpc_port
@@ -182,6 +214,9 @@ class CapgateServer:
         drained = await self._app.events.drain(max(deadline - loop.time(), 0.0))
         log.info("events_drained" if drained else "events_left_in_outbox")
         await self._app.aclose()
+        await self._health.set(LIVENESS, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         if self._metrics_httpd is not None:
             httpd = self._metrics_httpd
             await asyncio.to_thread(httpd.shutdown)  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ Example YAML::
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +51,23 @@ def parse_host_port(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def unix_socket_path(listen: str) -> Path:
+    """``"unix:/run/capgate.sock"`` or ``"unix:///run/capgate.sock"`` -> the path;
+    ``"unix:relative.sock"`` -> a relative path (gRPC's naming syntax,
+    https://github.com/grpc/grpc/blob/master/doc/naming.md).
+
+    Raises:
+        ValueError: ``listen`` is not a ``unix:`` name, or names no path.
+    """
+    if not listen.startswith("unix:"):
+        raise ValueError(f"{listen!r} is not a unix: address")
+    rest = listen.removeprefix("unix:")
+    path = "/" + rest.removeprefix("//").lstrip("/") if rest.startswith("/") else rest
+    if path in ("", "/"):
+        raise ValueError(f"{listen!r} names no socket path")
+    return Path(path)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,9 +81,22 @@ class TlsSettings(_Section):
 
 
 class ServerSettings(_Section):
-    """``listen``: ``HOST:PORT`` or ``unix:/path/to.sock``."""
+    """Where capgate listens.
+
+    - ``listen``: ``HOST:PORT`` or ``unix:/path/to.sock`` (gRPC's name syntax,
+      https://github.com/grpc/grpc/blob/master/doc/naming.md).
+    - ``unix_socket_mode``: the permission bits set on that socket once bound, an
+      octal string such as ``"0660"`` (connecting needs write permission: ``0660`` lets
+      the socket's group in, e.g. a pod's ``fsGroup``). A YAML ``0660`` without quotes
+      is read by YAML 1.1 as the octal number and accepted too.
+    - ``health_listen``: ``HOST:PORT`` of a second, plaintext listener that serves only
+      ``grpc.health.v1``, for the kubelet's native gRPC probes when ``listen`` is
+      loopback, a Unix socket, or TLS (the kubelet probes the pod IP, without TLS).
+    """
 
     listen: str = "127.0.0.1:50051"
+    unix_socket_mode: int = 0o660
+    health_listen: str | None = None
     metrics_listen: str = "127.0.0.1:9464"
     grace_period_seconds: float = Field(default=10.0, ge=0)
     max_receive_message_bytes: int = Field(default=4 << 20, ge=1 << 20)
@@ -74,14 +105,28 @@ class ServerSettings(_Section):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        if not value.startswith("unix:"):
+        if value.startswith("unix:"):
+            unix_socket_path(value)
+        else:
             parse_host_port(value)
         return value
 
-    @field_validator("metrics_listen")
+    @field_validator("unix_socket_mode", mode="before")
     @classmethod
-    def _host_port(cls, value: str) -> str:
-        parse_host_port(value)
+    def _mode(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not re.fullmatch(r"0?[0-7]{3}", value):
+                raise ValueError(f'{value!r} is not an octal mode such as "0660"')
+            return int(value, 8)
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= 0o777:
+            raise ValueError(f'{value!r} is not a mode 0-0777; write it as a string: "0660"')
+        return value
+
+    @field_validator("metrics_listen", "health_listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value)
         return value
 
 

@@ -95,6 +95,8 @@ def test_serves_health_reflection_metrics_and_drains_on_sigterm(
         (["--bundle-url", "http://127.0.0.1:9/b.tar.gz"], {}, "exactly one bundle source"),
         (["--engine", "opa"], {}, "policy.opa.url (--opa-url)"),
         (["--signing-alg", "HS256"], {}, "policy.signing.signing_alg"),
+        (["--health-listen", "nohost"], {}, "server.health_listen"),
+        ([], {"CAPGATE_SERVER__UNIX_SOCKET_MODE": "0999"}, "CAPGATE_SERVER__UNIX_SOCKET_MODE"),
     ],
     ids=[
         "bad-listen",
@@ -109,6 +111,8 @@ def test_serves_health_reflection_metrics_and_drains_on_sigterm(
         "two-bundle-sources",
         "opa-engine-without-url",
         "hmac-signing-alg",
+        "bad-health-listen",
+        "bad-socket-mode",
     ],
 )
 def test_bad_settings_exit_2_naming_the_key(
