@@ -90,15 +90,50 @@ def test_the_standalone_pod_is_locked_down_and_probed_over_grpc() -> None:
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"]["drop"] == ["ALL"]
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["grpc"]["port"] == 50051
+    config = yaml.safe_load(one(docs, "ConfigMap")["data"]["capgate.yaml"])
+    assert_probes_reach_the_health_listener(container, config)
     assert container["resources"]["requests"] and container["resources"]["limits"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["capgate-outbox"]["emptyDir"]["sizeLimit"]
-    config = yaml.safe_load(one(docs, "ConfigMap")["data"]["capgate.yaml"])
     grace = config["server"].get("grace_period_seconds", 10)
     assert pod["terminationGracePeriodSeconds"] > grace
     assert config["events"]["outbox"]["path"].startswith("/var/lib/capgate")
+
+
+def assert_probes_reach_the_health_listener(
+    container: dict[str, Any], config: dict[str, Any]
+) -> None:
+    """Native gRPC probes of the port capgate's health_listen binds on the pod IP:
+    readiness on "readiness", startup and liveness on "liveness" (server.py)."""
+    host, _, port = config["server"]["health_listen"].rpartition(":")
+    assert host == "0.0.0.0"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["health"] == int(port)
+    services = {"startupProbe": "liveness", "readinessProbe": "readiness"}
+    for probe, service in services.items() | {("livenessProbe", "liveness")}:
+        assert container[probe]["grpc"] == {"port": int(port), "service": service}, probe
+
+
+def test_tls_on_the_grpc_port_keeps_native_grpc_probes() -> None:
+    docs = documents(
+        render(CHART, "", "server.tls.enabled=true", "server.tls.existingSecret=capgate-tls")
+    )
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    config = yaml.safe_load(one(docs, "ConfigMap")["data"]["capgate.yaml"])
+    assert config["server"]["tls"]["cert_file"].startswith("/etc/capgate/secrets/tls/")
+    assert_probes_reach_the_health_listener(container, config)
+
+
+@pytest.mark.parametrize("port", ["server.healthPort=50051", "server.metricsPort=50052"])
+def test_the_three_ports_must_differ(port: str) -> None:
+    proc = subprocess.run(
+        [str(HELM), "template", "t", str(CHART), "--set", port],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "server.port, server.healthPort and server.metricsPort must differ" in proc.stderr
 
 
 def test_secrets_are_mounted_by_reference_and_never_rendered_as_values() -> None:
@@ -122,5 +157,29 @@ def test_the_example_agent_pod_carries_the_capgate_sidecar() -> None:
     assert any(v.get("emptyDir", {}).get("sizeLimit") for v in pod["volumes"])
     config = yaml.safe_load(one(docs, "ConfigMap")["data"]["capgate.yaml"])
     listen = config["server"]["listen"]
-    assert listen.startswith(("127.0.0.1:", "unix:"))
+    assert listen.startswith("127.0.0.1:")
+    assert_probes_reach_the_health_listener(sidecar, config)
+    agent = next(c for c in pod["containers"] if c["name"] == "agent")
+    assert {"name": "CAPGATE_ADDRESS", "value": listen} in agent["env"]
     run(str(K8SVALIDATE), *CRDS, stdin=render(AGENT))
+
+
+def test_the_example_agent_over_a_unix_socket_shares_it_through_the_pods_group() -> None:
+    docs = documents(render(AGENT, "", "capgate.server.unixSocket=true"))
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    sidecar = next(c for c in pod["containers"] if c["name"] == "capgate")
+    agent = next(c for c in pod["containers"] if c["name"] == "agent")
+    config = yaml.safe_load(one(docs, "ConfigMap")["data"]["capgate.yaml"])
+    socket = config["server"]["listen"].removeprefix("unix:")
+    assert config["server"]["unix_socket_mode"] == "0660"  # owner and group
+    assert {"name": "CAPGATE_ADDRESS", "value": f"unix:{socket}"} in agent["env"]
+    shared = {m["name"]: m["mountPath"] for m in agent["volumeMounts"]}
+    own = {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}
+    assert shared["capgate-socket"] == own["capgate-socket"] == str(Path(socket).parent)
+    assert "grpc" not in {p["name"] for p in sidecar["ports"]}  # nothing on the pod IP
+    assert_probes_reach_the_health_listener(sidecar, config)
+    # The agent runs as another user: it reaches the 0660 socket through the fsGroup,
+    # which owns the emptyDir and so the socket (test_probes_and_socket.py).
+    assert agent["securityContext"]["runAsUser"] != sidecar["securityContext"]["runAsUser"]
+    assert pod["securityContext"]["fsGroup"]
+    run(str(K8SVALIDATE), *CRDS, stdin=render(AGENT, "", "capgate.server.unixSocket=true"))

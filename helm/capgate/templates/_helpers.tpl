@@ -204,7 +204,12 @@ redis{{ $s }}://{{ $r.host }}:{{ $r.port }}/{{ $r.db }}
 {{- $sec := include "capgate.secretDir" . -}}
 {{- $mode := include "capgate.identityMode" . -}}
 {{- /* server */ -}}
-{{- $server := dict "listen" (include "capgate.listen" .) "metrics_listen" (include "capgate.metricsListen" .) "grace_period_seconds" $v.server.gracePeriodSeconds "max_receive_message_bytes" $v.server.maxReceiveMessageBytes -}}
+{{- $server := dict "listen" (include "capgate.listen" .) "health_listen" (printf "0.0.0.0:%v" $v.server.healthPort) "metrics_listen" (include "capgate.metricsListen" .) "grace_period_seconds" $v.server.gracePeriodSeconds "max_receive_message_bytes" $v.server.maxReceiveMessageBytes -}}
+{{- if and (include "capgate.sidecarMode" .) $v.server.unixSocket -}}
+{{- $_ := set $server "unix_socket_mode" $v.server.unixSocketMode -}}
+{{- end -}}
+{{- $ports := list (int $v.server.port) (int $v.server.healthPort) (int $v.server.metricsPort) -}}
+{{- if ne (len (uniq $ports)) 3 }}{{ fail "server.port, server.healthPort and server.metricsPort must differ" }}{{ end -}}
 {{- if $v.server.tls.enabled -}}
 {{- if not $v.server.tls.existingSecret }}{{ fail "server.tls.enabled needs server.tls.existingSecret" }}{{ end -}}
 {{- $tls := dict "cert_file" (printf "%s/tls/%s" $sec $v.server.tls.certKey) "key_file" (printf "%s/tls/%s" $sec $v.server.tls.keyKey) -}}
@@ -318,45 +323,11 @@ redis{{ $s }}://{{ $r.host }}:{{ $r.port }}/{{ $r.db }}
 
 {{/* ---------- probes ---------- */}}
 
-{{- define "capgate.probeType" -}}
-{{- $t := .Values.probes.type -}}
-{{- if ne $t "auto" -}}
-{{- $t -}}
-{{- else if .Values.server.tls.enabled -}}
-tcp
-{{- else if include "capgate.sidecarMode" . -}}
-exec
-{{- else -}}
-grpc
-{{- end -}}
-{{- end -}}
-
+{{/* A native gRPC probe (grpc.health.v1) of the health listener; . = (dict "root" $ "service" NAME). */}}
 {{- define "capgate.probeAction" -}}
-{{- $t := include "capgate.probeType" . -}}
-{{- if eq $t "grpc" -}}
 grpc:
-  port: {{ .Values.server.port }}
-  service: {{ .Values.probes.service | quote }}
-{{- else if eq $t "exec" -}}
-{{- $listen := include "capgate.listen" . -}}
-{{- $target := ternary $listen (printf "127.0.0.1:%v" .Values.server.port) (hasPrefix "unix:" $listen) -}}
-exec:
-  command:
-    - python
-    - -c
-    - |-
-      import sys, grpc
-      from grpc_health.v1 import health_pb2, health_pb2_grpc
-      with grpc.insecure_channel(sys.argv[1]) as channel:
-          reply = health_pb2_grpc.HealthStub(channel).Check(
-              health_pb2.HealthCheckRequest(service=sys.argv[2]), timeout=2)
-      sys.exit(0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1)
-    - {{ $target | quote }}
-    - {{ .Values.probes.service | quote }}
-{{- else -}}
-tcpSocket:
-  port: {{ .Values.server.port }}
-{{- end -}}
+  port: {{ .root.Values.server.healthPort }}
+  service: {{ .service }}
 {{- end -}}
 
 {{/* ---------- the capgate container ---------- */}}
@@ -377,19 +348,20 @@ tcpSocket:
   {{- if and $sidecar $v.sidecar.native }}
   restartPolicy: Always
   {{- end }}
-  {{- if or (not (and $sidecar $v.server.unixSocket)) (or (not $sidecar) $v.server.metricsOnPodIP) }}
   ports:
     {{- if not (and $sidecar $v.server.unixSocket) }}
     - name: grpc
       containerPort: {{ $v.server.port }}
       protocol: TCP
     {{- end }}
+    - name: health
+      containerPort: {{ $v.server.healthPort }}
+      protocol: TCP
     {{- if or (not $sidecar) $v.server.metricsOnPodIP }}
     - name: metrics
       containerPort: {{ $v.server.metricsPort }}
       protocol: TCP
     {{- end }}
-  {{- end }}
   {{- if or $v.redis.urlSecret.existingSecret $v.redis.password.existingSecret $v.extraEnv }}
   env:
     {{- if $v.redis.urlSecret.existingSecret }}
@@ -412,17 +384,17 @@ tcpSocket:
     {{- end }}
   {{- end }}
   startupProbe:
-    {{- include "capgate.probeAction" . | nindent 4 }}
+    {{- include "capgate.probeAction" (dict "root" . "service" "liveness") | nindent 4 }}
     periodSeconds: {{ $v.probes.startup.periodSeconds }}
     failureThreshold: {{ $v.probes.startup.failureThreshold }}
     timeoutSeconds: {{ $v.probes.startup.timeoutSeconds }}
   readinessProbe:
-    {{- include "capgate.probeAction" . | nindent 4 }}
+    {{- include "capgate.probeAction" (dict "root" . "service" "readiness") | nindent 4 }}
     periodSeconds: {{ $v.probes.readiness.periodSeconds }}
     failureThreshold: {{ $v.probes.readiness.failureThreshold }}
     timeoutSeconds: {{ $v.probes.readiness.timeoutSeconds }}
   livenessProbe:
-    {{- include "capgate.probeAction" . | nindent 4 }}
+    {{- include "capgate.probeAction" (dict "root" . "service" "liveness") | nindent 4 }}
     periodSeconds: {{ $v.probes.liveness.periodSeconds }}
     failureThreshold: {{ $v.probes.liveness.failureThreshold }}
     timeoutSeconds: {{ $v.probes.liveness.timeoutSeconds }}
