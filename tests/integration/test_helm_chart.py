@@ -70,15 +70,26 @@ def test_the_rendered_config_loads_in_capgate(overlay: str) -> None:
     assert out.startswith("PASS"), out
 
 
-def test_the_schema_refuses_an_unknown_value() -> None:
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("replicaCountt=2", "replicaCountt"),
+        ("server.unixSocketMode=0999", "/server/unixSocketMode"),
+        ("tolerations[0].operatr=Equal", "operatr"),
+        ("affinity.nodeAfinity.x=1", "nodeAfinity"),
+        ("topologySpreadConstraints[0].maxSkew=1", "'topologyKey', 'whenUnsatisfiable'"),
+        ("networkPolicy.grpcFrom[0].podSelectr.a=b", "podSelectr"),
+    ],
+)
+def test_the_schema_refuses_a_wrong_value_naming_it(value: str, named: str) -> None:
     proc = subprocess.run(
-        [str(HELM), "template", "t", str(CHART), "--set", "replicaCountt=2"],
+        [str(HELM), "template", "t", str(CHART), "--set", value],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert proc.returncode != 0
-    assert "replicaCountt" in proc.stderr
+    assert named in proc.stderr
 
 
 def test_the_standalone_pod_is_locked_down_and_probed_over_grpc() -> None:
