@@ -2,12 +2,15 @@
 
     .venv/bin/python helm/tests/check_config.py [--helm .tools/bin/helm] [-f values-x.yaml ...]
 
-Without -f: the defaults and every helm/capgate/values-*.yaml overlay. The rendered file
-names paths that exist only in the pod (Secrets under /etc/capgate/secrets, the image's
+Without -f: the defaults and every helm/capgate/values-*.yaml overlay (a relative -f is
+in helm/capgate; an absolute one is used as is). The rendered file names paths that exist
+only in the pod (Secrets under /etc/capgate/secrets, the image's
 /opt/capgate/bundles/default, the emptyDirs). For the check each such path is rewritten
 to a temporary stand-in: generated keys, certificates, a JWKS and a token; the
 repository's bundles/default; temporary directories. A JWKS URL is rewritten to a
-stand-in file too (--check-config would fetch it). Nothing else is changed.
+stand-in file too (--check-config would fetch it). A bundle from the chart's own
+ConfigMap is written out as the kubelet mounts it (the Deployment's volume items, key ->
+path), so the check compiles the bundle the chart rendered. Nothing else is changed.
 """
 
 from __future__ import annotations
@@ -87,6 +90,25 @@ def stand_ins(tmp: Path) -> dict[str, Path]:
     }
 
 
+def mount_bundle_config_map(docs: list[dict], pod_root: Path) -> None:
+    """Write the rendered bundle ConfigMap where the Deployment's capgate-bundle volume
+    puts it: each item's key at its path under /etc/capgate/bundle."""
+    pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Deployment"]
+    volumes = [v for pod in pods for v in pod["volumes"] if v["name"] == "capgate-bundle"]
+    if not volumes or "configMap" not in volumes[0]:
+        return
+    source = volumes[0]["configMap"]
+    config_map = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == source["name"]
+    )
+    data = config_map.get("data", {})
+    items = source.get("items") or [{"key": k, "path": k} for k in data]
+    for item in items:
+        target = pod_root / "etc" / "capgate" / "bundle" / item["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(data[item["key"]])
+
+
 def rewrite(config: dict, files: dict[str, Path], tmp: Path) -> dict:
     """Pod paths -> local stand-ins, by the kind of file each key names."""
 
@@ -110,7 +132,10 @@ def rewrite(config: dict, files: dict[str, Path], tmp: Path) -> dict:
         if node.startswith("/opt/capgate/bundles/default"):
             return str(ROOT / "bundles" / "default")
         if node.startswith("/etc/capgate/bundle"):
-            raise SystemExit("bundle from a ConfigMap/volume: check the bundle separately")
+            mounted = tmp / "pod" / node.lstrip("/")
+            if not mounted.exists():
+                raise SystemExit(f"{node}: an existing ConfigMap or volume; check it separately")
+            return str(mounted)
         for pod_dir in ("/var/lib/capgate", "/var/cache/capgate", "/var/log/capgate"):
             if node.startswith(pod_dir):
                 return str(tmp / "pod" / node.lstrip("/"))
@@ -133,7 +158,7 @@ def main() -> int:
     for overlay in overlays:
         cmd = [args.helm, "template", "check", str(CHART)]
         if overlay:
-            cmd += ["-f", str(CHART / overlay)]
+            cmd += ["-f", str(CHART / overlay)]  # an absolute overlay stays as it is
         docs = [d for d in yaml.safe_load_all(subprocess.check_output(cmd, text=True)) if d]
         configs = [
             d["data"]["capgate.yaml"]
@@ -143,6 +168,7 @@ def main() -> int:
         assert len(configs) == 1, f"{overlay}: {len(configs)} capgate ConfigMaps"
         with tempfile.TemporaryDirectory() as t:
             tmp = Path(t)
+            mount_bundle_config_map(docs, tmp / "pod")
             config = rewrite(yaml.safe_load(configs[0]), stand_ins(tmp), tmp)
             (tmp / "pod" / "var" / "lib" / "capgate").mkdir(parents=True)
             path = tmp / "capgate.yaml"

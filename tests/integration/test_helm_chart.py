@@ -5,6 +5,7 @@ config loaded by `capgate serve --check-config` (helm/tests/check_config.py)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,25 @@ def test_the_rendered_config_loads_in_capgate(overlay: str) -> None:
     args = [sys.executable, "helm/tests/check_config.py", "--helm", str(HELM)]
     out = run(*args, "-f", overlay) if overlay else run(*args, "-f", "values.yaml")
     assert out.startswith("PASS"), out
+
+
+def test_a_bundle_in_the_charts_config_map_compiles_in_capgate(tmp_path: Path) -> None:
+    """Every file of bundles/default through the chart's ConfigMap (keys cannot hold "/",
+    the volume's items put them back) and the kubelet's mount, then --check-config."""
+    bundle = ROOT / "bundles" / "default"
+    files = {
+        str(f.relative_to(bundle)): f.read_text() for f in sorted(bundle.rglob("*")) if f.is_file()
+    }
+    assert "capgate/lib/lookup.rego" in files and ".manifest" in files
+    values = tmp_path / "values-bundle.yaml"
+    bundle_values = {"source": "configMap", "configMap": {"files": files}}
+    values.write_text(yaml.safe_dump({"policy": {"bundle": bundle_values}}))
+    args = [sys.executable, "helm/tests/check_config.py", "--helm", str(HELM), "-v"]
+    out = run(*args, "-f", str(values))
+    assert out.startswith("PASS"), out
+    revision = json.loads(files[".manifest"])["revision"]
+    assert f"revision '{revision}' (unsigned, compiles)" in out
+    assert "/pod/etc/capgate/bundle" in out  # the mounted ConfigMap, not the repo's copy
 
 
 @pytest.mark.parametrize(
