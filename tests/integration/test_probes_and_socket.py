@@ -26,7 +26,8 @@ from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # Run as another user: the agent's container in a pod, with or without the pod's fsGroup.
-AGENT_UID = 10001
+AGENT_UID = 10002
+FS_GROUP = 10001
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
@@ -143,11 +144,15 @@ def _connect_as_agent(socket: Path, groups: list[int]) -> subprocess.CompletedPr
 async def test_agent_in_the_sockets_group_connects_and_others_do_not(
     redis_server: RedisServer, socket_dir: Path
 ) -> None:
+    # What the kubelet does to an emptyDir of a pod with an fsGroup: the group owns it and
+    # its setgid bit makes files created in it (the socket) belong to that group too.
+    os.chown(socket_dir, -1, FS_GROUP)
+    socket_dir.chmod(0o2775)
     socket = socket_dir / "capgate.sock"
     server = await _started(redis_server, socket, "0660")
     try:
-        group = socket.stat().st_gid  # in a pod: the fsGroup that owns the shared emptyDir
-        member = await asyncio.to_thread(_connect_as_agent, socket, [group])
+        assert socket.stat().st_gid == FS_GROUP != os.getgid()
+        member = await asyncio.to_thread(_connect_as_agent, socket, [FS_GROUP])
         assert member.returncode == 0, member.stderr
         stranger = await asyncio.to_thread(_connect_as_agent, socket, [])
         assert stranger.returncode == 13, stranger.stderr
