@@ -6,6 +6,8 @@ config loaded by `capgate serve --check-config` (helm/tests/check_config.py)."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -138,7 +140,7 @@ def assert_probes_reach_the_health_listener(
     readiness on "readiness", startup and liveness on "liveness" (server.py)."""
     host, _, port = config["server"]["health_listen"].rpartition(":")
     assert host == "0.0.0.0"
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    ports = {p["name"].removeprefix("capgate-"): p["containerPort"] for p in container["ports"]}
     assert ports["health"] == int(port)
     services = {"startupProbe": "liveness", "readinessProbe": "readiness"}
     for probe, service in services.items() | {("livenessProbe", "liveness")}:
@@ -155,16 +157,30 @@ def test_tls_on_the_grpc_port_keeps_native_grpc_probes() -> None:
     assert_probes_reach_the_health_listener(container, config)
 
 
-@pytest.mark.parametrize("port", ["server.healthPort=50051", "server.metricsPort=50052"])
-def test_the_three_ports_must_differ(port: str) -> None:
-    proc = subprocess.run(
-        [str(HELM), "template", "t", str(CHART), "--set", port],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+PORTS_DIFFER = "server.port, server.healthPort and server.metricsPort must differ"
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["server.healthPort=50051"], PORTS_DIFFER),
+        (["server.metricsPort=50052"], PORTS_DIFFER),
+        (
+            ["profile=production", "policy.signing.verificationKey.existingSecret=k"],
+            "profile production: the image's default bundle is unsigned",
+        ),
+        (["profile=production"], "profile production refuses unsigned bundles"),
+        (["identity.mode=insecure"], "identity mode insecure is refused in standalone mode"),
+    ],
+    ids=["health-port", "metrics-port", "production-image-bundle", "production-no-key", "insecure"],
+)
+def test_rendering_fails_naming_what_to_fix(sets: list[str], message: str) -> None:
+    args = [str(HELM), "template", "t", str(CHART)]
+    for value in sets:
+        args += ["--set", value]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
-    assert "server.port, server.healthPort and server.metricsPort must differ" in proc.stderr
+    assert message in proc.stderr
 
 
 def test_secrets_are_mounted_by_reference_and_never_rendered_as_values() -> None:
@@ -179,6 +195,32 @@ def test_secrets_are_mounted_by_reference_and_never_rendered_as_values() -> None
     assert "token:" not in config
 
 
+def render_notes(tmp_path: Path, overlay: str) -> str:
+    """NOTES.txt as `helm install` prints it: helm template skips NOTES, so a copy of the
+    chart renders it through tpl in an ordinary template."""
+    chart = tmp_path / "capgate"
+    shutil.copytree(CHART, chart)
+    (chart / "NOTES.in").write_text((chart / "templates" / "NOTES.txt").read_text())
+    (chart / "templates" / "NOTES.txt").unlink()
+    dump = 'notes: {{ tpl (.Files.Get "NOTES.in") . | toJson }}\n'
+    (chart / "templates" / "zz-notes.yaml").write_text(dump)
+    out = run(str(HELM), "template", "t", str(chart), "-f", str(CHART / overlay))
+    return next(d["notes"] for d in documents(out) if "notes" in d)
+
+
+@pytest.mark.parametrize("overlay", ["values-standalone-ha.yaml", "values-splunk.yaml"])
+def test_the_notes_name_every_secret_the_pods_wait_for(tmp_path: Path, overlay: str) -> None:
+    pod = one(documents(render(CHART, overlay)), "Deployment")["spec"]["template"]["spec"]
+    referenced = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    for env in pod["containers"][0].get("env", []):
+        if "secretKeyRef" in env.get("valueFrom", {}):
+            referenced.add(env["valueFrom"]["secretKeyRef"]["name"])
+    notes = render_notes(tmp_path, overlay)
+    listed = re.findall(r"^  - (\S+) \(key", notes, flags=re.MULTILINE)
+    assert len(referenced) >= 3
+    assert sorted(listed) == sorted(referenced)
+
+
 def test_the_example_agent_pod_carries_the_capgate_sidecar() -> None:
     docs = documents(render(AGENT))
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
@@ -189,6 +231,8 @@ def test_the_example_agent_pod_carries_the_capgate_sidecar() -> None:
     config = yaml.safe_load(one(docs, "ConfigMap")["data"]["capgate.yaml"])
     listen = config["server"]["listen"]
     assert listen.startswith("127.0.0.1:")
+    # Port names in the agent's pod carry a prefix; loopback is not declared as a port.
+    assert [p["name"] for p in sidecar["ports"]] == ["capgate-health"]
     assert_probes_reach_the_health_listener(sidecar, config)
     agent = next(c for c in pod["containers"] if c["name"] == "agent")
     assert {"name": "CAPGATE_ADDRESS", "value": listen} in agent["env"]
@@ -207,7 +251,7 @@ def test_the_example_agent_over_a_unix_socket_shares_it_through_the_pods_group()
     shared = {m["name"]: m["mountPath"] for m in agent["volumeMounts"]}
     own = {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}
     assert shared["capgate-socket"] == own["capgate-socket"] == str(Path(socket).parent)
-    assert "grpc" not in {p["name"] for p in sidecar["ports"]}  # nothing on the pod IP
+    assert [p["name"] for p in sidecar["ports"]] == ["capgate-health"]  # no API on the pod IP
     assert_probes_reach_the_health_listener(sidecar, config)
     # The agent runs as another user: it reaches the 0660 socket through the fsGroup,
     # which owns the emptyDir and so the socket (test_probes_and_socket.py).

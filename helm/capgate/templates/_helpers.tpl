@@ -150,7 +150,8 @@ redis{{ $s }}://{{ $r.host }}:{{ $r.port }}/{{ $r.db }}
 {{- end -}}
 {{- end -}}
 
-{{/* The same URL with user:$(CAPGATE_CHART_REDIS_PASSWORD)@ after the scheme. */}}
+{{/* The same URL with user:$(REDIS_PASSWORD)@ after the scheme (Kubernetes expands the
+variable, defined just before it from the Secret). */}}
 {{- define "capgate.redisUrlWithPassword" -}}
 {{- $url := include "capgate.redisUrl" . -}}
 {{- $parts := splitn "://" 2 $url -}}
@@ -265,6 +266,9 @@ redis{{ $s }}://{{ $r.host }}:{{ $r.port }}/{{ $r.db }}
 {{- if and (eq $v.profile "production") (eq $p.engine "embedded") (not $p.signing.verificationKey.existingSecret) -}}
 {{- fail "profile production refuses unsigned bundles: set policy.signing.verificationKey.existingSecret" -}}
 {{- end -}}
+{{- if and (eq $v.profile "production") (eq $p.engine "embedded") (eq $p.bundle.source "image") -}}
+{{- fail "profile production: the image's default bundle is unsigned; set policy.bundle.source to server, configMap or volume with a signed bundle" -}}
+{{- end -}}
 {{- /* budget */ -}}
 {{- $budget := dict "redis_url" (include "capgate.redisUrl" .) "deadline_ms" $v.budget.deadlineMs "run_ttl_seconds" $v.budget.runTtlSeconds "reservation_ttl_seconds" $v.budget.reservationTtlSeconds -}}
 {{- /* events */ -}}
@@ -348,17 +352,20 @@ grpc:
   {{- if and $sidecar $v.sidecar.native }}
   restartPolicy: Always
   {{- end }}
+  {{- /* In the agent's pod the names carry a capgate- prefix (no clash with the agent's
+  ports); 127.0.0.1 and the socket are not declared (nothing reaches them from outside). */}}
+  {{- $prefix := ternary "capgate-" "" (eq $sidecar "true") }}
   ports:
-    {{- if not (and $sidecar $v.server.unixSocket) }}
+    {{- if not $sidecar }}
     - name: grpc
       containerPort: {{ $v.server.port }}
       protocol: TCP
     {{- end }}
-    - name: health
+    - name: {{ $prefix }}health
       containerPort: {{ $v.server.healthPort }}
       protocol: TCP
     {{- if or (not $sidecar) $v.server.metricsOnPodIP }}
-    - name: metrics
+    - name: {{ $prefix }}metrics
       containerPort: {{ $v.server.metricsPort }}
       protocol: TCP
     {{- end }}
