@@ -2,6 +2,7 @@
 # Installs everything capgate needs on a fresh Debian machine, idempotently:
 #   - redis-server (Debian), used by the tests and `capgate serve`;
 #   - rsyslog, nginx, a JRE and Maven (Debian): real receivers and servers the tests run;
+#   - buildah and debootstrap (Debian): scripts/build_image.sh builds the Dockerfile;
 #   - opa, buf and helm, pinned, built with `go install` into .tools/bin; k8svalidate
 #     (tools/k8svalidate) built with `go build`;
 #   - a virtualenv in .venv with capgate and its dev extras.
@@ -35,6 +36,14 @@ if [ ! -x /usr/sbin/nginx ]; then
   echo "bootstrap: installing nginx from Debian" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx-core >/dev/null
+fi
+
+# buildah and debootstrap: scripts/build_image.sh builds the Dockerfile without a Docker
+# engine, FROM a debootstrapped Debian base (tests/integration/test_image.py runs it).
+if ! command -v buildah >/dev/null 2>&1 || [ ! -x /usr/sbin/debootstrap ]; then
+  echo "bootstrap: installing buildah and debootstrap from Debian" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq buildah debootstrap >/dev/null
 fi
 
 # A JVM and Maven: the Kafka sink's tests run a real broker from Maven Central jars.

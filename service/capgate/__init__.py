@@ -5,4 +5,6 @@ in :mod:`capgate.app`; the gRPC transport is in :mod:`capgate.api` and
 :mod:`capgate.server`.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version as _version
+
+__version__ = _version("capgate")  # pyproject.toml's [project] version, as installed

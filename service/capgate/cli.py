@@ -48,6 +48,26 @@ class LogLevel(StrEnum):
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="capgate: a PDP for AI agents.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from capgate import __version__
+
+        typer.echo(f"capgate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """capgate: a PDP for AI agents."""
+
+
 def _overrides(**flags: Any) -> dict[str, dict[str, Any]]:
     """Flags given on the command line as nested settings ({"server": {"listen": ...}})."""
     sections = {

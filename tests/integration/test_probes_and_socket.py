@@ -140,15 +140,19 @@ def _connect_as_agent(socket: Path, groups: list[int]) -> subprocess.CompletedPr
     )
 
 
+def fs_group_owned(directory: Path) -> Path:
+    """What the kubelet does to an emptyDir of a pod with an fsGroup: the group owns it,
+    and its setgid bit makes files created in it (the socket) belong to that group too."""
+    os.chown(directory, -1, FS_GROUP)
+    directory.chmod(0o2775)
+    return directory
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to the agent's uid needs root")
 async def test_agent_in_the_sockets_group_connects_and_others_do_not(
     redis_server: RedisServer, socket_dir: Path
 ) -> None:
-    # What the kubelet does to an emptyDir of a pod with an fsGroup: the group owns it and
-    # its setgid bit makes files created in it (the socket) belong to that group too.
-    os.chown(socket_dir, -1, FS_GROUP)
-    socket_dir.chmod(0o2775)
-    socket = socket_dir / "capgate.sock"
+    socket = fs_group_owned(socket_dir) / "capgate.sock"
     server = await _started(redis_server, socket, "0660")
     try:
         assert socket.stat().st_gid == FS_GROUP != os.getgid()

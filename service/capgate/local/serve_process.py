@@ -21,11 +21,19 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
 class ServeProcess:
+    """``args`` go after ``capgate serve``; ``command`` runs instead of this interpreter's
+    ``python -m capgate`` (e.g. ``buildah run … -- capgate``: the container image)."""
+
     def __init__(
-        self, args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+        self,
+        args: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "capgate", "serve", *args],
+            [*(command or [sys.executable, "-m", "capgate"]), "serve", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
