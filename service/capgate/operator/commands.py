@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
@@ -153,8 +154,10 @@ def watch(
     # Ctrl-C ends the process at once, with 130. A KeyboardInterrupt raised inside the
     # gRPC stream's wait can leave the call's lock held, and closing the channel then
     # hangs (seen once in CI: a watcher still running 20 s after SIGINT). A watch holds
-    # nothing to clean up; every line printed was flushed.
-    signal.signal(signal.SIGINT, _exit_interrupted)
+    # nothing to clean up; every line printed was flushed. (Only the main thread can set
+    # a handler: an embedding caller running the command in a thread keeps its own.)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _exit_interrupted)
     with connection.open(tenant) as operator:
         for event in operator.watch_approvals(tenant, resume_token):
             if as_json:
