@@ -337,8 +337,10 @@ async def test_sentinel_url_follows_a_failover(budget_bundle: Path, tmp_path: Pa
             new_primary = await asyncio.to_thread(sentinel.failover)
             switched = time.perf_counter()
             allowed = [first]
+            attempts = 0
             while time.perf_counter() - switched < 5.0:
                 result = await running.client.authorize(**call)
+                attempts += 1
                 assert result.allowed or result.reason_codes == ("BUDGET_STORE_UNAVAILABLE",)
                 if result.allowed:
                     allowed.append(result)
@@ -349,8 +351,11 @@ async def test_sentinel_url_follows_a_failover(budget_bundle: Path, tmp_path: Pa
         await primary.aclose()
     assert first.allowed
     assert int(stored or 0) == allowed[-1].budgets[0].used_calls
-    # the decisions' usage is the new primary's: they were counted where they survive
-    assert allowed[-1].budgets[0].used_calls >= 40
+    # the decisions' usage is the new primary's: they were counted where they survive;
+    # and most of the 5 s after the failover was served (unavailable for about a second,
+    # not the ~10 s redis-py took on its own). A share, not a count: a loaded machine
+    # makes fewer calls in 5 s (31 of 40 once in CI).
+    assert attempts >= 10 and len(allowed) - 1 >= attempts / 2, (len(allowed) - 1, attempts)
 
 
 async def test_bundle_data_declares_tenant_and_capability_limits(
