@@ -28,12 +28,11 @@ import socket
 import struct
 import subprocess
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from capgate.local.lifecycle import Managed
+from capgate.local.lifecycle import Managed, wait_ready
 from capgate.local.redis_server import free_port
 
 DEFAULT_LIBS = Path(__file__).resolve().parents[3] / ".tools" / "kafka" / "libs"
@@ -308,15 +307,12 @@ class KafkaBroker(Managed):
 
     def _wait_ready(self) -> bool:
         """True once the broker answers an ApiVersions request on its listener."""
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         assert self._process is not None
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                return False
-            if _answers_api_versions(self.port):
-                return True
-            time.sleep(0.05)
-        return False
+        return wait_ready(
+            self._process,
+            lambda: _answers_api_versions(self.port),
+            timeout_seconds=STARTUP_TIMEOUT_SECONDS,
+        )
 
     def _tail(self, lines: int = 30) -> str:
         text = ""

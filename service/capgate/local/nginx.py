@@ -17,13 +17,11 @@ Raises ``RuntimeError`` if nginx is missing or does not come up.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from capgate.local.lifecycle import Managed, end_process
+from capgate.local.lifecycle import Managed, accepts_connections, end_process, wait_ready
 from capgate.local.redis_server import free_port
 
 STARTUP_TIMEOUT_SECONDS = 10.0
@@ -85,15 +83,14 @@ class NginxBundleServer(Managed):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                break
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
+        port = self.port
+        ready = wait_ready(
+            self._process,
+            lambda: accepts_connections(port),
+            timeout_seconds=STARTUP_TIMEOUT_SECONDS,
+        )
+        if ready:
+            return self
         error = (work / "error.log").read_text() if (work / "error.log").exists() else ""
         self.stop()
         raise RuntimeError(f"nginx did not start on port {self.port}: {error[-500:]}")

