@@ -152,20 +152,15 @@ def build_verifier(signing: SigningSettings) -> Callable[[BundleFiles], object] 
     """
     if signing.verification_key is None:
         return None
-    from capgate.policy.signing import VerificationConfig, load_verification_key, verify_bundle
+    from capgate.policy.signing import bundle_verifier
 
-    key = load_verification_key(
+    return bundle_verifier(
         signing.verification_key,
         key_id=signing.verification_key_id,
         algorithm=signing.signing_alg,
-    )
-    config = VerificationConfig(
-        keys={key.key_id: key},
-        default_key_id=signing.verification_key_id,
         scope=signing.scope,
-        exclude_files=tuple(signing.exclude_files),
+        exclude_files=signing.exclude_files,
     )
-    return lambda files: verify_bundle(files, config)
 
 
 def build_authenticator(

@@ -152,13 +152,10 @@ def verify(
     ] = "data.capgate.authz.decision",
 ) -> None:
     """Check a signed bundle as capgate serve would: signature, contents, compilation."""
-    from capgate.policy.bundle import assemble, read_bundle_files
-    from capgate.policy.embedded import EmbeddedEngine, entrypoint_path
-    from capgate.policy.signing import (
-        VerificationConfig,
-        load_verification_key,
-        verify_bundle,
-    )
+    from capgate.policy.activation import bundle_compiler
+    from capgate.policy.bundle import read_bundle_files
+    from capgate.policy.embedded import entrypoint_path
+    from capgate.policy.signing import bundle_verifier
 
     if not bundle.exists():
         typer.echo(f"capgate: {bundle}: no such bundle", err=True)
@@ -169,29 +166,27 @@ def verify(
         typer.echo(f"capgate: --entrypoint: {exc}", err=True)
         raise typer.Exit(2) from exc
     try:
-        key = load_verification_key(
-            verification_key, key_id=verification_key_id, algorithm=signing_alg
+        verifier = bundle_verifier(
+            verification_key,
+            key_id=verification_key_id,
+            algorithm=signing_alg,
+            scope=scope,
+            exclude_files=exclude_files_verify or (),
         )
     except ConfigError as exc:
         typer.echo(f"capgate: {exc}", err=True)
         raise typer.Exit(2) from exc
-    config = VerificationConfig(
-        keys={verification_key_id: key},
-        default_key_id=verification_key_id,
-        scope=scope,
-        exclude_files=tuple(exclude_files_verify or ()),
-    )
     try:
         files = read_bundle_files(bundle)
-        key_id = verify_bundle(files, config)
-        assembled = assemble(files)
-        EmbeddedEngine(assembled, entrypoint)
-    except BundleError as exc:  # BundleSignatureError is one
+        # What serve runs on each bundle: signature, then assemble, then compile.
+        engine = bundle_compiler(entrypoint, verifier)(files)
+    except BundleError as exc:  # ActivationFailed (with its stage) is one
         typer.echo(f"capgate: refused: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"verified: {bundle}")
-    typer.echo(f"  revision: {assembled.revision or '(none)'}")
-    typer.echo(f"  key id:   {key_id}")
+    typer.echo(f"  revision: {engine.revision or '(none)'}")
+    # One key is configured, and a token naming another is refused: it verified.
+    typer.echo(f"  key id:   {verification_key_id}")
     typer.echo(f"  files:    {len(files.files)}")
     for name in sorted(files.files):
         typer.echo(f"    {name}")

@@ -37,7 +37,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,26 @@ def load_verification_key(path: Path, *, key_id: str, algorithm: str) -> Verific
         )
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     return VerificationKey(key_id, public.public_bytes(serialization.Encoding.PEM, spki), algorithm)
+
+
+def bundle_verifier(
+    key_path: Path,
+    *,
+    key_id: str,
+    algorithm: str,
+    scope: str | None = None,
+    exclude_files: Sequence[str] = (),
+) -> Callable[[BundleFiles], str]:
+    """The signature check ``opa run --verification-key key_path --verification-key-id
+    key_id --signing-alg algorithm [--scope] [--exclude-files-verify]`` does: a function
+    of the bundle's files that returns the verifying key's id or raises
+    :class:`BundleSignatureError`. Raises :class:`ConfigError` as
+    :func:`load_verification_key`."""
+    key = load_verification_key(key_path, key_id=key_id, algorithm=algorithm)
+    config = VerificationConfig(
+        keys={key_id: key}, default_key_id=key_id, scope=scope, exclude_files=tuple(exclude_files)
+    )
+    return lambda files: verify_bundle(files, config)
 
 
 def _public_key(pem: bytes) -> Any:
