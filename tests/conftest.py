@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,24 @@ DEFAULT_BUNDLE = ROOT / "bundles" / "default"
 HOSTILE_TENANTS = ["{a}", "a}{b", "a:b", "line\nbreak", "x" * 10_240, "ünï"]
 
 OPA = ROOT / ".tools" / "bin" / "opa"
+
+
+def run_capgate(
+    *args: str | Path,
+    cwd: Path = ROOT,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m capgate ARGS`` with this interpreter, its output captured as text;
+    ``env`` adds to this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "capgate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, **env} if env else None,
+    )
 
 
 def write_bundle(root: Path, policy: str, revision: str = "r1") -> Path:

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from capgate.policy.bundle import BundleFiles, read_tarball, to_tarball
+from tests.bundle_signing import KeyPair, write_key_pair
 from tests.conftest import DEFAULT_BUNDLE, ROOT
+from tests.conftest import run_capgate as capgate
 
 pytestmark = pytest.mark.opa
 
@@ -28,63 +26,28 @@ test_that_fails if {
 """
 
 
-def capgate(
-    *args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "capgate", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-
-
-def write_key_pair(directory: Path, name: str) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = directory / f"{name}.pem"
-    public = directory / f"{name}.pub.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    return write_key_pair(tmp_path_factory.mktemp("keys"), "RS256", "signer")
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return write_key_pair(tmp_path_factory.mktemp("keys"), "signer")
-
-
-@pytest.fixture(scope="module")
-def signed(
-    opa_binary: Path, keys: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
+def signed(opa_binary: Path, keys: KeyPair, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """bundles/default built and signed by ``capgate bundle build`` (the pinned opa,
     found in the checkout's .tools/bin: no --opa)."""
     out = tmp_path_factory.mktemp("build") / "bundle.tar.gz"
-    private, _ = keys
     done = capgate(
         "bundle", "build", "-b", DEFAULT_BUNDLE.relative_to(ROOT), "-o", out,
-        "--signing-key", private, "--signing-alg", "RS256",
+        "--signing-key", keys.private_pem, "--signing-alg", "RS256",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return out
 
 
 def test_a_built_and_signed_bundle_verifies_and_opa_loads_it(
-    signed: Path, keys: tuple[Path, Path], opa_binary: Path
+    signed: Path, keys: KeyPair, opa_binary: Path
 ) -> None:
-    done = capgate("bundle", "verify", signed, "--verification-key", keys[1])
+    done = capgate("bundle", "verify", signed, "--verification-key", keys.public_pem)
     assert done.returncode == 0, done.stderr
     manifest = json.loads((DEFAULT_BUNDLE / ".manifest").read_text())
     assert f"revision: {manifest['revision']}" in done.stdout
@@ -102,9 +65,7 @@ def test_a_built_and_signed_bundle_verifies_and_opa_loads_it(
     assert json.loads(evaluated.stdout)["result"][0]["expressions"][0]["value"]["effect"] == "deny"
 
 
-def test_a_tampered_bundle_is_refused(
-    signed: Path, tmp_path: Path, keys: tuple[Path, Path]
-) -> None:
+def test_a_tampered_bundle_is_refused(signed: Path, tmp_path: Path, keys: KeyPair) -> None:
     files = read_tarball(str(signed), signed.read_bytes()).files
     data = json.loads(files["data.json"])
     data["capgate"]["tampered"] = True
@@ -112,27 +73,31 @@ def test_a_tampered_bundle_is_refused(
     tampered.write_bytes(
         to_tarball(BundleFiles("t", {**files, "data.json": json.dumps(data).encode()}))
     )
-    done = capgate("bundle", "verify", tampered, "--verification-key", keys[1])
+    done = capgate("bundle", "verify", tampered, "--verification-key", keys.public_pem)
     assert done.returncode == 1
     assert "data.json: digest mismatch" in done.stderr
 
 
 def test_verify_checks_the_scope_and_exits_2_on_bad_flags(
-    signed: Path, tmp_path: Path, keys: tuple[Path, Path]
+    signed: Path, tmp_path: Path, keys: KeyPair
 ) -> None:
-    scoped = capgate("bundle", "verify", signed, "--verification-key", keys[1], "--scope", "prod")
+    scoped = capgate(
+        "bundle", "verify", signed, "--verification-key", keys.public_pem, "--scope", "prod"
+    )
     assert scoped.returncode == 1
     assert "scope mismatch" in scoped.stderr
     missing_key = capgate("bundle", "verify", signed, "--verification-key", tmp_path / "no.pem")
     assert missing_key.returncode == 2
     assert "--verification-key" in missing_key.stderr
-    no_bundle = capgate("bundle", "verify", tmp_path / "none", "--verification-key", keys[1])
+    no_bundle = capgate(
+        "bundle", "verify", tmp_path / "none", "--verification-key", keys.public_pem
+    )
     assert no_bundle.returncode == 2
     assert "no such bundle" in no_bundle.stderr
 
 
 def test_sign_then_verify_a_directory_bundle(
-    opa_binary: Path, tmp_path: Path, keys: tuple[Path, Path]
+    opa_binary: Path, tmp_path: Path, keys: KeyPair
 ) -> None:
     bundle = tmp_path / "bundle"
     shutil.copytree(DEFAULT_BUNDLE, bundle)
@@ -143,11 +108,11 @@ def test_sign_then_verify_a_directory_bundle(
     # As OPA's docs say: names relative to the bundle root. The working directory has no
     # .tools/bin/opa, so the checkout's pinned opa is found.
     done = capgate(
-        "bundle", "sign", "--signing-key", keys[0], "--bundle", ".", "-o", ".", cwd=bundle
+        "bundle", "sign", "--signing-key", keys.private_pem, "--bundle", ".", "-o", ".", cwd=bundle
     )
     assert done.returncode == 0, done.stderr
     assert (bundle / ".signatures.json").is_file()
-    verified = capgate("bundle", "verify", bundle, "--verification-key", keys[1])
+    verified = capgate("bundle", "verify", bundle, "--verification-key", keys.public_pem)
     assert verified.returncode == 0, verified.stderr
 
 
@@ -168,7 +133,7 @@ def test_opa_test_passes_on_rego_and_fails_on_a_failing_test(
 def test_the_opa_binary_comes_from_the_environment_or_the_flag(
     opa_binary: Path, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "CAPGATE_OPA": str(opa_binary)}
+    env = {"CAPGATE_OPA": str(opa_binary)}
     assert capgate("bundle", "test", ROOT / "rego", cwd=tmp_path, env=env).returncode == 0
     missing = capgate(
         "bundle", "build", "--opa", tmp_path / "no-opa", "-b", DEFAULT_BUNDLE, env=env

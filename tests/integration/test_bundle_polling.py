@@ -18,8 +18,8 @@ from capgate.policy.activation import BundleManager, bundle_compiler
 from capgate.policy.active import ActivePolicy
 from capgate.policy.sources import HttpSource
 from capgate.settings import BundleServerSettings
+from tests.bundle_serving import opa_build, revision_policy
 from tests.conftest import OPA, write_bundle
-from tests.integration.test_bundle_activation import opa_build, revision_policy
 
 pytestmark = pytest.mark.opa
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -26,8 +25,8 @@ import pytest
 from capgate.decision.model import AuthorizeRequest, Effect, Principal, Run
 from capgate.identity.model import Credentials
 from capgate.local.redis_server import RedisServer
+from tests.bundle_serving import eventually, opa_build, revision_policy
 from tests.conftest import OPA, RunningCapgate, start_capgate, write_bundle
-from tests.integration.test_bundle_activation import eventually, revision_policy
 
 pytestmark = pytest.mark.opa
 
@@ -43,14 +42,7 @@ def build_revisions(tmp_path: Path, count: int) -> list[Path]:
     tarballs = []
     for n in range(count):
         source = write_bundle(tmp_path / f"src{n}", revision_policy(f"v{n}"), f"v{n}")
-        out = tmp_path / f"v{n}.tar.gz"
-        subprocess.run(
-            [str(OPA), "build", "--bundle", str(source), "-o", str(out)],
-            check=True,
-            capture_output=True,
-            cwd=source,
-        )
-        tarballs.append(out)
+        tarballs.append(opa_build(OPA, source, tmp_path / f"v{n}.tar.gz"))
     return tarballs
 
 

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ from capgate.local.hec_receiver import HecReceiver
 from capgate.local.redis_server import RedisServer
 from capgate.local.serve_process import ServeProcess
 from capgate_client import AsyncClient
-from tests.conftest import ROOT, start_capgate, write_bundle
+from tests.conftest import ROOT, run_capgate, start_capgate, write_bundle
 
 HEC_TOKEN = "pipeline-test-token"
 OUTAGE_SECONDS = float(os.environ.get("CAPGATE_TEST_OUTAGE_SECONDS", "60"))
@@ -303,23 +302,11 @@ async def test_at_the_outbox_cap_audit_required_is_denied_others_served_gap_coun
 def _keygen(directory: Path) -> subprocess.CompletedProcess[str]:
     command = ["audit", "keygen", "--private-key", str(directory / "k.pem")]
     command += ["--public-key", str(directory / "k.pub.pem")]
-    return subprocess.run(
-        [sys.executable, "-m", "capgate", *command],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    return run_capgate(*command, timeout=60)
 
 
 def _audit_verify(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "capgate", "audit", "verify", str(path), *extra],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    return run_capgate("audit", "verify", path, *extra, timeout=60)
 
 
 async def test_an_exported_log_verifies_and_tampering_is_named(

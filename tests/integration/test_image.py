@@ -29,10 +29,9 @@ from capgate.local.redis_server import RedisServer
 from capgate.local.serve_process import ServeProcess
 from capgate_client import Client
 from tests.conftest import ALLOWED_REFUND, ROOT
+from tests.helm_chart import CHART, documents, one, render
 from tests.identity_keys import rsa_signing_key, write_jwks
 
-CHART = ROOT / "helm" / "capgate"
-HELM = ROOT / ".tools" / "bin" / "helm"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
 SUDO = [] if os.geteuid() == 0 else ["sudo", "-n"]
@@ -86,24 +85,14 @@ def run_in(
     )
 
 
-def render_chart() -> list[dict[str, Any]]:
-    """The chart rendered with its default values."""
-    proc = subprocess.run(
-        [str(HELM), "template", "t", str(CHART)], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    return [d for d in yaml.safe_load_all(proc.stdout) if d]
-
-
 @pytest.fixture(scope="module")
 def chart() -> dict[str, Any]:
     """The default Deployment's pod spec, its capgate container and capgate.yaml."""
-    docs = render_chart()
-    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
-    pod = deployment["spec"]["template"]["spec"]
+    docs = documents(render(CHART))
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     (container,) = [c for c in pod["containers"] if c["name"] == "capgate"]
-    (config,) = [d["data"]["capgate.yaml"] for d in docs if d["kind"] == "ConfigMap"]
-    return {"pod": pod, "container": container, "config": yaml.safe_load(config)}
+    config = yaml.safe_load(one(docs, "ConfigMap")["data"]["capgate.yaml"])
+    return {"pod": pod, "container": container, "config": config}
 
 
 @pytest.fixture(scope="module")

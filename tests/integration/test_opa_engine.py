@@ -9,11 +9,9 @@ health leaves SERVING.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
-import subprocess
 import tempfile
 import time
 import uuid
@@ -22,9 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from capgate.api.convert import authorize_request as to_domain
 from capgate.errors import ConfigError, PolicyError
@@ -37,6 +34,8 @@ from capgate.policy.input import build_input
 from capgate.policy.opa import OpaEngine, parse_opa_url, provenance_revision
 from capgate.replay.agentdojo import SUITES, authorize_request, bundle_path
 from capgate.replay.workload import load_workload
+from capgate.server import AUTHORIZATION_SERVICE as AUTHORIZATION
+from tests.bundle_serving import eventually, health_status, opa_build
 from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE, ROOT, start_capgate, write_bundle
 
 pytestmark = pytest.mark.opa
@@ -211,10 +210,7 @@ async def test_hung_opa_times_out_within_the_deadline(opa_binary: Path) -> None:
 @pytest.fixture
 def bundle_tarball(opa_binary: Path, tmp_path: Path) -> Path:
     """``opa build`` of the default bundle."""
-    out = tmp_path / "built.tar.gz"
-    build = [str(opa_binary), "build", "-b", str(DEFAULT_BUNDLE), "-o", str(out)]
-    subprocess.run(build, check=True, capture_output=True)
-    return out
+    return opa_build(opa_binary, DEFAULT_BUNDLE, tmp_path / "built.tar.gz")
 
 
 async def test_ready_waits_for_bundle_activation(
@@ -241,10 +237,7 @@ async def test_ready_waits_for_bundle_activation(
                     await engine.decide(INPUTS["allow"])
                 assert engine.revision == ""
                 os.replace(bundle_tarball, root / "bundle.tar.gz")
-                deadline = time.monotonic() + 15
-                while not await engine.ready():
-                    assert time.monotonic() < deadline, "OPA did not activate the bundle"
-                    await asyncio.sleep(0.1)
+                await eventually(engine.ready)
                 assert (await engine.decide(INPUTS["allow"])).revision == REVISION
             finally:
                 await engine.aclose()
@@ -263,7 +256,8 @@ async def test_capgate_on_opa_denies_with_policy_error_when_opa_stops(
             call = ALLOWED_REFUND | {"run_id": f"run-{uuid.uuid4()}"}
             result = await capgate.client.authorize(**call, idempotency_key=str(uuid.uuid4()))
             assert (result.effect, result.policy_revision) == ("ALLOW", REVISION)
-            assert await _health(capgate.target) == health_pb2.HealthCheckResponse.SERVING
+            status = await health_status(capgate.target, AUTHORIZATION)
+            assert status == health_pb2.HealthCheckResponse.SERVING
             opa.stop()
             for _ in range(2):
                 started = time.monotonic()
@@ -271,17 +265,12 @@ async def test_capgate_on_opa_denies_with_policy_error_when_opa_stops(
                 result = await capgate.client.authorize(**call, idempotency_key=key)
                 assert time.monotonic() - started < 0.2 + 0.2
                 assert (result.effect, result.reason_codes) == ("DENY", ("POLICY_ERROR",))
-            deadline = time.monotonic() + 5
-            while await _health(capgate.target) == health_pb2.HealthCheckResponse.SERVING:
-                assert time.monotonic() < deadline, "health stayed SERVING with OPA gone"
-                await asyncio.sleep(0.1)
 
+            async def not_serving() -> bool:
+                status = await health_status(capgate.target, AUTHORIZATION)
+                return status != health_pb2.HealthCheckResponse.SERVING
 
-async def _health(target: str) -> int:
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        request = health_pb2.HealthCheckRequest(service="capgate.v1.AuthorizationService")
-        return int((await stub.Check(request, timeout=5)).status)
+            await eventually(not_serving, seconds=5)
 
 
 @pytest.mark.parametrize("suite", SUITES)

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from capgate.app import build_app
 from capgate.local.redis_server import RedisServer
 from capgate.server import CapgateServer
 from capgate.settings import load_settings
 from capgate_client import AsyncClient
+from tests.bundle_serving import health_status
 from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -58,13 +59,6 @@ async def _started(redis_server: RedisServer, socket: Path, mode: str) -> Capgat
     return server
 
 
-async def _status(target: str, service: str) -> int:
-    async with grpc.aio.insecure_channel(target) as channel:
-        request = health_pb2.HealthCheckRequest(service=service)
-        reply = await health_pb2_grpc.HealthStub(channel).Check(request, timeout=5)
-    return reply.status
-
-
 async def test_health_listener_tells_readiness_from_liveness(
     redis_server: RedisServer, socket_dir: Path
 ) -> None:
@@ -73,14 +67,14 @@ async def test_health_listener_tells_readiness_from_liveness(
     try:
         assert server.health_port > 0
         # Bound, no policy yet: not ready, but alive (a restart would not bring a bundle).
-        assert await _status(health, "readiness") == NOT_SERVING
-        assert await _status(health, "") == NOT_SERVING
-        assert await _status(health, "liveness") == SERVING
+        assert await health_status(health, "readiness") == NOT_SERVING
+        assert await health_status(health, "") == NOT_SERVING
+        assert await health_status(health, "liveness") == SERVING
         await server.activate()
         for name in ("readiness", "", "capgate.v1.AuthorizationService", "liveness"):
-            assert await _status(health, name) == SERVING, name
+            assert await health_status(health, name) == SERVING, name
         # The same names on the API listener (the Unix socket).
-        assert await _status(f"unix://{socket_dir / 'capgate.sock'}", "readiness") == SERVING
+        assert await health_status(f"unix://{socket_dir / 'capgate.sock'}", "readiness") == SERVING
         # The health listener serves health only: no decisions over plaintext on the pod IP.
         async with AsyncClient(health) as client:
             with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -89,7 +83,7 @@ async def test_health_listener_tells_readiness_from_liveness(
     finally:
         await server.stop(0)
     with pytest.raises(grpc.aio.AioRpcError) as gone:
-        await _status(health, "liveness")
+        await health_status(health, "liveness")
     assert gone.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -99,7 +93,7 @@ async def test_unknown_health_name_is_not_found(
     server = await _started(redis_server, socket_dir / "capgate.sock", "0660")
     try:
         with pytest.raises(grpc.aio.AioRpcError) as unknown:
-            await _status(f"127.0.0.1:{server.health_port}", "livenes")
+            await health_status(f"127.0.0.1:{server.health_port}", "livenes")
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         await server.stop(0)

@@ -8,7 +8,6 @@ import copy
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from capgate.replay.agentdojo import bundle_path, new_idempotency_key, tenant_id
 from capgate.replay.runner import replay_suite
 from capgate.replay.workload import group_runs, load_workload
 from tests.conftest import ROOT, start_capgate
+from tests.conftest import run_capgate as capgate
 
 WORKLOAD = ROOT / "workloads" / "agentdojo-v1.2.jsonl"
 BANKING = bundle_path(ROOT / "bundles", "banking")
@@ -28,16 +28,6 @@ SEND_MONEY = "banking.send_money"
 THRESHOLD = 5
 # Dry runs the log gets besides the workload: to a payee the user has paid before.
 DRY_RUN_AMOUNTS = (THRESHOLD, 50)
-
-
-def capgate(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "capgate", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture(scope="module")

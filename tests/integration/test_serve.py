@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from capgate.local.serve_process import ServeProcess
 from capgate.server import CapgateServer
 from capgate.settings import load_settings
 from capgate_client import AsyncClient, Client
-from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE, ROOT, write_bundle
+from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE, ROOT, run_capgate, write_bundle
 
 STARTUP_SECONDS = 30
 
@@ -118,14 +116,7 @@ def test_serves_health_reflection_metrics_and_drains_on_sigterm(
 def test_bad_settings_exit_2_naming_the_key(
     args: list[str], env: dict[str, str], named: str
 ) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "capgate", "serve", "--bundle", str(DEFAULT_BUNDLE), *args],
-        capture_output=True,
-        text=True,
-        timeout=STARTUP_SECONDS,
-        cwd=ROOT,
-        env={**os.environ, **env},
-    )
+    proc = run_capgate("serve", "--bundle", DEFAULT_BUNDLE, *args, env=env, timeout=STARTUP_SECONDS)
     assert proc.returncode == 2
     assert named in proc.stderr
 
@@ -187,13 +178,7 @@ async def test_not_serving_and_policy_unavailable_until_a_bundle_is_active(
 
 
 def _check_config(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "capgate", "serve", "--check-config", *args],
-        capture_output=True,
-        text=True,
-        timeout=STARTUP_SECONDS,
-        cwd=cwd,
-    )
+    return run_capgate("serve", "--check-config", *args, cwd=cwd, timeout=STARTUP_SECONDS)
 
 
 def test_check_config_reports_the_setup_and_exits_0_without_serving(tmp_path: Path) -> None:

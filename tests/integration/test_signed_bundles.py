@@ -8,10 +8,6 @@ show."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +16,14 @@ import pytest
 
 from capgate.local.redis_server import RedisServer
 from capgate.policy.bundle import BundleFiles, read_bundle_files, to_tarball
+from capgate.policy.signing import bundle_verifier
+from tests.bundle_serving import (
+    decide,
+    eventually,
+    failures,
+    made_by,
+    revision_policy,
+)
 from tests.bundle_signing import (
     KeyPair,
     opa_build_signed,
@@ -31,13 +35,7 @@ from tests.bundle_signing import (
     write_key_pair,
 )
 from tests.conftest import OPA, start_capgate, write_bundle
-from tests.integration.test_bundle_activation import (
-    decide,
-    eventually,
-    failures,
-    made_by,
-    revision_policy,
-)
+from tests.identity_keys import hmac_token, unsigned_token
 
 pytestmark = pytest.mark.opa
 
@@ -46,20 +44,11 @@ EVIL_MANIFEST = b'{"revision":"evil","roots":["capgate"]}'
 EVIL_POLICY = b'package capgate.authz\n\ndecision := {"effect": "deny"}\n'
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unsigned_token(header: dict[str, str], claims: dict[str, object], secret: bytes) -> str:
-    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-    if not secret:
-        return signing_input + "."
-    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64(mac)}"
-
-
 def _evil(good: BundleFiles) -> BundleFiles:
-    return with_files(good, {".manifest": EVIL_MANIFEST, "policy.rego": EVIL_POLICY})
+    # data.json as OPA hashes it (opa build writes "{}\n"): raw_listing hashes bytes, so
+    # the evil listing is right for every file and each forgery has only its own defect.
+    changes = {".manifest": EVIL_MANIFEST, "policy.rego": EVIL_POLICY, "data.json": b"{}"}
+    return with_files(good, changes)
 
 
 def _listing_claims(files: BundleFiles, algorithm: str = "SHA-256", **more: object) -> dict:
@@ -68,65 +57,69 @@ def _listing_claims(files: BundleFiles, algorithm: str = "SHA-256", **more: obje
 
 Forge = Callable[[BundleFiles, KeyPair], BundleFiles]
 
-BAD_BUNDLES: dict[str, Forge] = {
+
+def _forged(
+    token: Callable[[dict, KeyPair], str], algorithm: str = "SHA-256", **more: object
+) -> Forge:
+    """The evil files with a ``token`` over their correct listing (``algorithm`` digests,
+    scope SCOPE unless ``more`` says otherwise)."""
+
+    def forge(good: BundleFiles, key: KeyPair) -> BundleFiles:
+        evil = _evil(good)
+        return with_tokens(evil, token(_listing_claims(evil, algorithm, **more), key))
+
+    return forge
+
+
+# Each forgery, and the reason capgate must give for refusing it.
+BAD_BUNDLES: dict[str, tuple[Forge, str]] = {
     # The good signature over changed files.
-    "tampered-file": lambda good, key: _evil(good),
-    "extra-file": lambda good, key: with_files(good, {"extra/data.json": b'{"x":1}'}),
-    "missing-file": lambda good, key: with_files(good, {"data.json": None}),
+    "tampered-file": (lambda good, key: _evil(good), "digest mismatch"),
+    "extra-file": (
+        lambda good, key: with_files(good, {"extra/data.json": b'{"x":1}'}),
+        "extra/data.json is not listed",
+    ),
+    "missing-file": (
+        lambda good, key: with_files(good, {"data.json": None}),
+        "data.json listed in .signatures.json but missing",
+    ),
     # Evil files, correctly listed, and one defect in the signature.
-    "wrong-scope": lambda good, key: with_tokens(
-        _evil(good), sign_claims({**_listing_claims(_evil(good)), "scope": "read"}, key)
+    "wrong-scope": (_forged(sign_claims, scope="read"), "scope mismatch"),
+    "unknown-kid": (
+        _forged(lambda claims, key: sign_claims(claims, key, kid="someone-else")),
+        "unknown key id 'someone-else'",
     ),
-    "unknown-kid": lambda good, key: with_tokens(
-        _evil(good), sign_claims(_listing_claims(_evil(good)), key, kid="someone-else")
+    "alg-none": (_forged(lambda claims, key: unsigned_token(claims)), "alg value is not allowed"),
+    "hs256-with-the-public-key": (
+        _forged(lambda claims, key: hmac_token(key.public_pem.read_bytes(), claims)),
+        "alg value is not allowed",
     ),
-    "alg-none": lambda good, key: with_tokens(
-        _evil(good), _unsigned_token({"alg": "none"}, _listing_claims(_evil(good)), b"")
-    ),
-    "hs256-with-the-public-key": lambda good, key: with_tokens(
-        _evil(good),
-        _unsigned_token(
-            {"alg": "HS256", "typ": "JWT"},
-            _listing_claims(_evil(good)),
-            key.public_pem.read_bytes(),
-        ),
-    ),
-    "md5-hashes": lambda good, key: with_tokens(
-        _evil(good), sign_claims(_listing_claims(_evil(good), "MD5"), key)
-    ),
+    "md5-hashes": (_forged(sign_claims, "MD5"), "MD5 digests are refused"),
 }
 
 
-WHY = {
-    "tampered-file": "digest mismatch",
-    "extra-file": "extra/data.json is not listed",
-    "missing-file": "data.json listed in .signatures.json but missing",
-    "wrong-scope": "scope mismatch",
-    "unknown-kid": "unknown key id 'someone-else'",
-    "alg-none": "alg value is not allowed",
-    "hs256-with-the-public-key": "alg value is not allowed",
-    "md5-hashes": "MD5 digests are refused",
-}
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    return write_key_pair(tmp_path_factory.mktemp("keys"), "RS256")
 
 
-def test_every_bad_bundle_differs_from_the_good_one_only_as_named(tmp_path: Path) -> None:
-    """The forgeries are what they claim: the evil listing matches the evil files."""
-    key = write_key_pair(tmp_path / "keys", "RS256")
+def test_the_evil_files_signed_properly_would_verify(tmp_path: Path, key: KeyPair) -> None:
+    """So each forgery differs from a bundle capgate accepts only by its named defect."""
     source = write_bundle(tmp_path / "src", revision_policy("good"), "good")
     good = read_bundle_files(
         opa_build_signed(OPA, source, tmp_path / "good.tar.gz", key, claims={"scope": SCOPE})
     )
     assert payload_of(good)["scope"] == SCOPE
-    evil = _evil(good)
-    listed = {entry["name"] for entry in _listing_claims(evil)["files"]}
-    assert listed == set(evil.files) - {".signatures.json"}
+    signed_evil = _forged(sign_claims)(good, key)
+    verifier = bundle_verifier(key.public_pem, key_id="default", algorithm="RS256", scope=SCOPE)
+    assert verifier(signed_evil) == "default"
 
 
 @pytest.mark.parametrize("defect", list(BAD_BUNDLES))
 async def test_a_bad_bundle_is_refused_and_the_signed_revision_keeps_serving(
-    tmp_path: Path, redis_server: RedisServer, defect: str
+    tmp_path: Path, redis_server: RedisServer, defect: str, key: KeyPair
 ) -> None:
-    key = write_key_pair(tmp_path / "keys", "RS256")
+    forge, why = BAD_BUNDLES[defect]
     source = write_bundle(tmp_path / "src", revision_policy("good"), "good")
     live = tmp_path / "live" / "bundle.tar.gz"
     live.parent.mkdir()
@@ -139,7 +132,7 @@ async def test_a_bad_bundle_is_refused_and_the_signed_revision_keeps_serving(
         assert made_by(await decide(capgate)) == "good"
 
         staged = live.with_name("staged.tar.gz")
-        staged.write_bytes(to_tarball(BAD_BUNDLES[defect](good, key)))
+        staged.write_bytes(to_tarball(forge(good, key)))
         os.replace(staged, live)
 
         async def refused() -> bool:
@@ -155,4 +148,4 @@ async def test_a_bad_bundle_is_refused_and_the_signed_revision_keeps_serving(
             )
         status = capgate.app.bundles.status  # type: ignore[union-attr]
         assert (status.revision, status.activations, status.failures) == ("good", 1, 1)
-        assert WHY[defect] in status.last_error
+        assert why in status.last_error
