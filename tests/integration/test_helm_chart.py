@@ -192,6 +192,29 @@ def test_the_notes_name_every_secret_the_pods_wait_for(tmp_path: Path, overlay: 
     assert sorted(listed) == sorted(referenced)
 
 
+def test_the_agents_own_values_never_stand_in_for_capgates() -> None:
+    """An agent chart with top-level values named like capgate's (mode, policy, events)
+    still gets the sidecar from its capgate subchart's values."""
+    sets = ["mode=canary", "policy.team=payments", "events.enabled=true"]
+    pod = one(documents(render(AGENT, "", *sets)), "Deployment")["spec"]["template"]["spec"]
+    assert "capgate" in [c["name"] for c in pod["containers"]]
+
+
+@pytest.mark.parametrize(
+    ("sets", "mode"),
+    [([], 0o440), (["podSecurityContext.fsGroup=null"], 0o444)],
+    ids=["fsGroup-reads-them", "no-fsGroup"],
+)
+def test_secret_files_are_readable_by_capgates_user(sets: list[str], mode: int) -> None:
+    """0440 only when the pod's fsGroup (which owns the mounted files) is capgate's group;
+    0444 without one, so UID 10001 can still read its keys."""
+    docs = documents(render(CHART, "values-splunk.yaml", *sets))
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    modes = {v["name"]: v["secret"]["defaultMode"] for v in pod["volumes"] if "secret" in v}
+    assert modes["capgate-secret-sink0-token"] == mode
+    assert ("fsGroup" in pod["securityContext"]) == (mode == 0o440)
+
+
 def test_the_example_agent_pod_carries_the_capgate_sidecar() -> None:
     docs = documents(render(AGENT))
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]

@@ -9,25 +9,10 @@ Public templates for an agent chart that depends on this chart (mode: sidecar):
   capgate.sidecar.socketVolumeMount the agent container's mount of the Unix socket dir
   capgate.sidecar.terminationGracePeriodSeconds
   capgate.sidecar.checksumAnnotation
-Each takes the parent chart's context (.): the helpers switch to .Subcharts.capgate,
-so names and values are those the capgate subchart renders its ConfigMap with.
+Each takes the parent chart's context (.) and runs on .Subcharts.capgate
+(capgate.onSubchart), so names and values are those the capgate subchart renders its
+ConfigMap with.
 */}}
-
-{{/* ---------- context ---------- */}}
-
-{{/* "true" when . is the capgate chart's own context. */}}
-{{- define "capgate.isSelf" -}}
-{{- if and (hasKey .Values "mode") (hasKey .Values "policy") (hasKey .Values "events") -}}true{{- end -}}
-{{- end -}}
-
-{{/* Fails unless . (a parent chart's context) has the capgate subchart. */}}
-{{- define "capgate.requireSubchart" -}}
-{{- if not (include "capgate.isSelf" .) -}}
-{{- if not (and .Subcharts (hasKey .Subcharts "capgate")) -}}
-{{- fail "capgate.sidecar.* templates: add the capgate chart as a dependency named capgate (Chart.yaml dependencies: - name: capgate, repository: file://../capgate)" -}}
-{{- end -}}
-{{- end -}}
-{{- end -}}
 
 {{/* ---------- names and labels ---------- */}}
 
@@ -99,7 +84,8 @@ app.kubernetes.io/component: policy-decision-point
 {{- if eq .Values.mode "sidecar" -}}true{{- end -}}
 {{- end -}}
 
-{{- define "capgate.socketPath" -}}/var/run/capgate/capgate.sock{{- end -}}
+{{- define "capgate.socketDir" -}}/var/run/capgate{{- end -}}
+{{- define "capgate.socketPath" -}}{{ include "capgate.socketDir" . }}/capgate.sock{{- end -}}
 
 {{- define "capgate.listen" -}}
 {{- if include "capgate.sidecarMode" . -}}
@@ -274,7 +260,6 @@ variable, defined just before it from the Secret). */}}
 {{- /* events */ -}}
 {{- $e := $v.events -}}
 {{- $events := dict "outbox" (dict "path" "/var/lib/capgate/outbox.db" "max_bytes" $e.outbox.maxBytes "fsync_interval_ms" $e.outbox.fsyncIntervalMs) "retry" (dict "initial_backoff_ms" $e.retry.initialBackoffMs "max_backoff_ms" $e.retry.maxBackoffMs) "masked_parameter_names" $e.maskedParameterNames "export_linger_ms" $e.exportLingerMs -}}
-{{- if $e.instanceId -}}{{- $_ := set $events "instance_id" $e.instanceId -}}{{- end -}}
 {{- $cp := dict "every_events" $e.checkpoint.everyEvents "every_seconds" $e.checkpoint.everySeconds -}}
 {{- if $e.checkpoint.signingKey.existingSecret -}}{{- $_ := set $cp "signing_key_file" (printf "%s/checkpoint/%s" $sec $e.checkpoint.signingKey.key) -}}{{- end -}}
 {{- $_ := set $events "checkpoint" $cp -}}
@@ -338,7 +323,6 @@ grpc:
 
 {{- define "capgate.container" -}}
 {{- $v := .Values -}}
-{{- $sec := include "capgate.secretDir" . -}}
 {{- $sidecar := include "capgate.sidecarMode" . -}}
 - name: {{ if $sidecar }}{{ $v.sidecar.containerName }}{{ else }}capgate{{ end }}
   image: {{ include "capgate.image" . | quote }}
@@ -430,8 +414,10 @@ sidecar mode).
 {{- $sec := include "capgate.secretDir" . -}}
 {{- $full := include "capgate.fullname" . -}}
 {{- $sidecar := include "capgate.sidecarMode" . -}}
-{{- $private := 0440 -}}
-{{- if $sidecar }}{{ $private = 0444 }}{{ end -}}
+{{- /* 0440 only where this chart sets the pod's fsGroup (the group that reads them);
+in an agent's pod, or without an fsGroup, 0444: UID 10001 must read them. */ -}}
+{{- $private := 0444 -}}
+{{- if and (not $sidecar) (hasKey $v.podSecurityContext "fsGroup") }}{{ $private = 0440 }}{{ end -}}
 {{- $list := list -}}
 {{- $list = append $list (dict "name" "capgate-config" "mountPath" "/etc/capgate/capgate.yaml" "subPath" "capgate.yaml" "volume" (dict "configMap" (dict "name" (include "capgate.configMapName" .) "items" (list (dict "key" "capgate.yaml" "path" "capgate.yaml"))))) -}}
 {{- $list = append $list (dict "name" "capgate-outbox" "mountPath" "/var/lib/capgate" "rw" true "volume" (dict "emptyDir" (dict "sizeLimit" $v.events.outbox.sizeLimit "medium" $v.events.outbox.medium))) -}}
@@ -445,7 +431,7 @@ sidecar mode).
 {{- $list = append $list (dict "name" "capgate-logs" "mountPath" "/var/log/capgate" "rw" true "volume" (dict "emptyDir" (dict "sizeLimit" $v.events.logSizeLimit))) -}}
 {{- end -}}
 {{- if and $sidecar $v.server.unixSocket -}}
-{{- $list = append $list (dict "name" "capgate-socket" "mountPath" "/var/run/capgate" "rw" true "volume" (dict "emptyDir" (dict "sizeLimit" "1Mi"))) -}}
+{{- $list = append $list (dict "name" "capgate-socket" "mountPath" (include "capgate.socketDir" .) "rw" true "volume" (dict "emptyDir" (dict "sizeLimit" "1Mi"))) -}}
 {{- end -}}
 {{- /* the bundle */ -}}
 {{- $b := $v.policy.bundle -}}
@@ -544,54 +530,63 @@ sidecar mode).
 
 {{/* ---------- sidecar entry points (parent chart context) ---------- */}}
 
-{{- define "capgate.sidecar.containers" -}}
-{{- include "capgate.requireSubchart" . -}}
-{{- $c := ternary . (index (default dict .Subcharts) "capgate") (eq (include "capgate.isSelf" .) "true") -}}
-{{- if ne $c.Values.mode "sidecar" }}{{ fail "capgate.sidecar.containers: set capgate.mode: sidecar" }}{{ end -}}
-{{- if not $c.Values.sidecar.native -}}
-{{- include "capgate.container" $c -}}
+{{/* (list PARENT NAME): template NAME on the parent's capgate subchart, which must
+exist and be in sidecar mode. */}}
+{{- define "capgate.onSubchart" -}}
+{{- $capgate := index (default dict (index . 0).Subcharts) "capgate" -}}
+{{- if not $capgate -}}
+{{- fail "capgate.sidecar.* templates: add the capgate chart as a dependency named capgate (Chart.yaml dependencies: - name: capgate, repository: file://../capgate)" -}}
 {{- end -}}
+{{- if ne $capgate.Values.mode "sidecar" }}{{ fail "capgate.sidecar.* templates: set capgate.mode: sidecar" }}{{ end -}}
+{{- include (index . 1) $capgate -}}
+{{- end -}}
+
+{{- define "capgate.sidecar.containers" -}}
+{{- include "capgate.onSubchart" (list . "capgate.plainContainer") -}}
 {{- end -}}
 
 {{- define "capgate.sidecar.initContainers" -}}
-{{- include "capgate.requireSubchart" . -}}
-{{- $c := ternary . (index (default dict .Subcharts) "capgate") (eq (include "capgate.isSelf" .) "true") -}}
-{{- if ne $c.Values.mode "sidecar" }}{{ fail "capgate.sidecar.initContainers: set capgate.mode: sidecar" }}{{ end -}}
-{{- if $c.Values.sidecar.native -}}
-{{- include "capgate.container" $c -}}
-{{- end -}}
+{{- include "capgate.onSubchart" (list . "capgate.nativeSidecar") -}}
 {{- end -}}
 
 {{- define "capgate.sidecar.volumes" -}}
-{{- include "capgate.requireSubchart" . -}}
-{{- $c := ternary . (index (default dict .Subcharts) "capgate") (eq (include "capgate.isSelf" .) "true") -}}
-{{- include "capgate.volumes" $c -}}
+{{- include "capgate.onSubchart" (list . "capgate.volumes") -}}
 {{- end -}}
 
 {{- define "capgate.sidecar.socketVolumeMount" -}}
-{{- include "capgate.requireSubchart" . -}}
-{{- $c := ternary . (index (default dict .Subcharts) "capgate") (eq (include "capgate.isSelf" .) "true") -}}
-{{- if $c.Values.server.unixSocket }}
-- name: capgate-socket
-  mountPath: /var/run/capgate
-{{- end }}
+{{- include "capgate.onSubchart" (list . "capgate.socketVolumeMount") -}}
 {{- end -}}
 
 {{/* The address the agent dials: 127.0.0.1:PORT or unix:/var/run/capgate/capgate.sock */}}
 {{- define "capgate.sidecar.address" -}}
-{{- include "capgate.requireSubchart" . -}}
-{{- $c := ternary . (index (default dict .Subcharts) "capgate") (eq (include "capgate.isSelf" .) "true") -}}
-{{- include "capgate.listen" $c -}}
+{{- include "capgate.onSubchart" (list . "capgate.listen") -}}
 {{- end -}}
 
 {{- define "capgate.sidecar.terminationGracePeriodSeconds" -}}
-{{- include "capgate.requireSubchart" . -}}
-{{- $c := ternary . (index (default dict .Subcharts) "capgate") (eq (include "capgate.isSelf" .) "true") -}}
-{{- include "capgate.terminationGracePeriodSeconds" $c -}}
+{{- include "capgate.onSubchart" (list . "capgate.terminationGracePeriodSeconds") -}}
 {{- end -}}
 
 {{- define "capgate.sidecar.checksumAnnotation" -}}
-{{- include "capgate.requireSubchart" . -}}
-{{- $c := ternary . (index (default dict .Subcharts) "capgate") (eq (include "capgate.isSelf" .) "true") -}}
-checksum/capgate-config: {{ include "capgate.configChecksum" $c }}
+{{- include "capgate.onSubchart" (list . "capgate.checksumAnnotation") -}}
+{{- end -}}
+
+{{/* What they run on the subchart: the container unless sidecar.native (then the
+native sidecar, an init container), the agent's socket mount, the annotation. */}}
+{{- define "capgate.plainContainer" -}}
+{{- if not .Values.sidecar.native }}{{ include "capgate.container" . }}{{ end -}}
+{{- end -}}
+
+{{- define "capgate.nativeSidecar" -}}
+{{- if .Values.sidecar.native }}{{ include "capgate.container" . }}{{ end -}}
+{{- end -}}
+
+{{- define "capgate.socketVolumeMount" -}}
+{{- if .Values.server.unixSocket }}
+- name: capgate-socket
+  mountPath: {{ include "capgate.socketDir" . }}
+{{- end }}
+{{- end -}}
+
+{{- define "capgate.checksumAnnotation" -}}
+checksum/capgate-config: {{ include "capgate.configChecksum" . }}
 {{- end -}}
