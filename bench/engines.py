@@ -48,11 +48,15 @@ from typing import Any
 import regopy
 import uvloop
 import yaml
+from google.protobuf import json_format
 
+from capgate.api.convert import authorize_request
 from capgate.local.opa_server import OpaServer
 from capgate.policy.bundle import load_bundle
 from capgate.policy.embedded import EmbeddedEngine
+from capgate.policy.input import build_input
 from capgate.policy.opa import OpaEngine
+from capgate.v1 import authorization_service_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "bundles" / "default"
@@ -62,18 +66,25 @@ KNOWN_PAYEE = "CH9300762011623852957"
 
 
 def request(tenant: str, capability: str, tool: str, **fields: Any) -> dict[str, Any]:
-    """An input document as the sidecar builds it (proto3 JSON plus identity, time)."""
+    """The input document the sidecar builds for this AuthorizeRequest (proto3 JSON
+    fields): capgate.api.convert, then capgate.policy.input.build_input."""
     principal = fields.pop("principal", {"id": "agent-1", "scopes": ["refunds:write"]})
-    return {
-        "tenant_id": tenant,
-        "principal": principal,
-        "capability": capability,
-        "tool": tool,
-        "idempotency_key": "k-1",
-        "identity": {"method": "insecure", "principal_id": principal["id"]},
-        "request_time": "2026-01-01T00:00:00.000000Z",
-        **fields,
-    }
+    message = json_format.ParseDict(
+        {
+            "tenant_id": tenant,
+            "principal": principal,
+            "capability": capability,
+            "tool": tool,
+            "idempotency_key": "k-1",
+            **fields,
+        },
+        authorization_service_pb2.AuthorizeRequest(),
+    )
+    return build_input(
+        authorize_request(message),
+        identity={"method": "insecure", "principal_id": principal["id"]},
+        request_time=datetime(2026, 1, 1, tzinfo=UTC),
+    )
 
 
 def refund(amount: float) -> dict[str, Any]:
@@ -184,12 +195,7 @@ async def measure(sizes: list[int], rounds: int, tmp: Path) -> dict[str, Any]:
         opas: list[OpaEngine] = []
         for n in sizes:
             bundle = write_bundle(tmp, n)
-            embedded = EmbeddedEngine(load_bundle(bundle))
-
-            async def evaluate(doc: dict[str, Any], engine: EmbeddedEngine = embedded) -> Any:
-                return engine.evaluate(doc)
-
-            calls["embedded", n] = evaluate
+            calls["embedded", n] = EmbeddedEngine(load_bundle(bundle)).decide
             for name, socket in (("opa_http", None), ("opa_unix", tmp / f"opa-{n}.sock")):
                 server = servers.enter_context(OpaServer(OPA, bundle, socket_path=socket))
                 opa = OpaEngine(server.url, timeout_seconds=10.0)
@@ -214,9 +220,8 @@ async def check(
 ) -> None:
     """Each input's decision has the expected effect and equals the embedded one."""
     for name, (doc, effect) in INPUTS.items():
-        got = await call(doc)
-        result = getattr(got, "result", got)
-        want = await reference(doc)
+        result = (await call(doc)).result
+        want = (await reference(doc)).result
         if result.effect != effect or result != want:
             raise SystemExit(f"{engine} at {n} entries, {name}: {result} (want {effect})")
 
@@ -297,7 +302,7 @@ def main() -> int:
         "setup": "bundles/default plus N synthetic tenants, N capabilities and N payees "
         "(synthetic entries first); sequential calls (one in flight) from one uvloop "
         "process; OPA engines through capgate.policy.opa.OpaEngine (opa-python-client), "
-        "one `opa run --server` per engine and size, on the same 2-core machine",
+        "one `opa run --server` per engine and size, on the caller's machine",
         "inputs": {name: effect for name, (_, effect) in INPUTS.items()},
         "samples_per_cell": args.rounds * 3 * len(INPUTS),
         "engines": engines,

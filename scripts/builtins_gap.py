@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -99,19 +100,22 @@ def probe() -> int:
 def kinds(builtins: list[dict[str, Any]]) -> dict[str, str]:
     """``rego_cpp_kind`` of each builtin, ``"crash"`` where the call killed the child."""
     out: dict[str, str] = {}
-    while len(out) < len(builtins):
-        rest = builtins[len(out) :]
+    answer = re.compile(rf"{re.escape(MARK)} (\S+) (\S+)$")
+    while rest := [b for b in builtins if b["name"] not in out]:
         child = subprocess.run(
             [sys.executable, __file__, "--probe"],
             input="".join(json.dumps(b) + "\n" for b in rest),
             capture_output=True,
             text=True,
         )
-        lines = child.stdout.splitlines()  # rego-cpp prints parse errors there too
-        answered = [line.split()[1:] for line in lines if line.startswith(MARK)]
-        out |= dict(answered)
-        if child.returncode != 0:
-            out[rest[len(answered)]["name"]] = "crash"
+        # rego-cpp prints parse errors on stdout too, possibly on the answer's line.
+        answered = dict(m.groups() for m in map(answer.search, child.stdout.splitlines()) if m)
+        out |= answered
+        unanswered = [b["name"] for b in rest if b["name"] not in answered]
+        if child.returncode != 0 and unanswered:  # the first unanswered one killed it
+            out[unanswered[0]] = "crash"
+        elif not answered:
+            raise RuntimeError(f"the probe answered nothing for {rest[0]['name']}:\n{child.stdout}")
     return out
 
 

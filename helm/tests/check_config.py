@@ -16,78 +16,41 @@ path), so the check compiles the bundle the chart rendered. Nothing else is chan
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
-from jwt.algorithms import RSAAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "capgate"
+sys.path.insert(0, str(ROOT))  # the test suite's helpers, tests/identity_keys.py
 
-
-def _cert(dir_: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stand-in")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    c, k = dir_ / "cert.pem", dir_ / "key.pem"
-    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return c, k
+from tests.identity_keys import make_ca, private_pem, rsa_signing_key, write_jwks  # noqa: E402
 
 
 def stand_ins(tmp: Path) -> dict[str, Path]:
-    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = json.loads(RSAAlgorithm.to_jwk(rsa_key.public_key()))
-    jwk.update(kid="stand-in", use="sig", alg="RS256")
-    (tmp / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
-    (tmp / "verification.pem").write_bytes(
-        rsa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    (tmp / "ed25519.pem").write_bytes(
-        ed25519.Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    (tmp / "token").write_text("stand-in-token\n")
-    cert, key = _cert(tmp)
-    return {
-        "jwks": tmp / "jwks.json",
+    """Generated stand-ins for the files Secrets hold in the pod (the test suite's key and
+    certificate helpers): a JWKS and the matching bundle verification key, an Ed25519
+    checkpoint key, a token, and a certificate with its key."""
+    signing = rsa_signing_key("stand-in")
+    ca = make_ca("stand-in")
+    written = {
+        "jwks": write_jwks(tmp / "jwks.json", signing),
         "verification": tmp / "verification.pem",
         "ed25519": tmp / "ed25519.pem",
         "token": tmp / "token",
-        "cert": cert,
-        "key": key,
+        "cert": tmp / "cert.pem",
+        "key": tmp / "key.pem",
     }
+    written["verification"].write_bytes(signing.public_pem())
+    written["ed25519"].write_text(private_pem(ed25519.Ed25519PrivateKey.generate()))
+    written["token"].write_text("stand-in-token\n")
+    written["cert"].write_text(ca.cert_pem)
+    written["key"].write_text(ca.key_pem)
+    return written
 
 
 def mount_bundle_config_map(docs: list[dict], pod_root: Path) -> None:
