@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from capgate_client import AuthorizeResult
-from tests.conftest import RunningCapgate
+from tests.conftest import OPA, RunningCapgate, write_bundle
 
 
 def revision_policy(revision: str) -> str:
@@ -76,6 +76,16 @@ def opa_build(opa: Path, source: Path, out: Path) -> Path:
     )
     os.replace(partial, out)
     return out
+
+
+def served_revision(tmp_path: Path, revision: str) -> tuple[Path, Path]:
+    """A bundle directory for ``revision`` (``tmp_path/src``) and its ``opa build`` in a
+    directory to serve (``tmp_path/served/bundle.tar.gz``): (source, served)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    source = write_bundle(tmp_path / "src", revision_policy(revision), revision)
+    opa_build(OPA, source, served / "bundle.tar.gz")
+    return source, served
 
 
 async def health_status(target: str, service: str = "") -> int:

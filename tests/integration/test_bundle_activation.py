@@ -25,6 +25,7 @@ from tests.bundle_serving import (
     made_by,
     opa_build,
     revision_policy,
+    served_revision,
     until_serving,
 )
 from tests.conftest import OPA, start_capgate, write_bundle
@@ -110,10 +111,7 @@ async def test_a_watched_directory_swapped_by_rename_is_activated(
 async def test_a_bundle_server_revision_is_live_after_one_poll_and_304s_are_counted(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    served = tmp_path / "served"
-    served.mkdir()
-    source = write_bundle(tmp_path / "src", revision_policy("h1"), "h1")
-    opa_build(OPA, source, served / "bundle.tar.gz")
+    source, served = served_revision(tmp_path, "h1")
     with NginxBundleServer(served) as nginx:
         policy = {
             "bundle": None,
@@ -155,10 +153,7 @@ async def test_a_bundle_server_revision_is_live_after_one_poll_and_304s_are_coun
 async def test_a_cold_start_with_the_bundle_server_down_serves_the_stored_revision(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    served = tmp_path / "served"
-    served.mkdir()
-    source = write_bundle(tmp_path / "src", revision_policy("s1"), "s1")
-    opa_build(OPA, source, served / "bundle.tar.gz")
+    source, served = served_revision(tmp_path, "s1")
     persist = tmp_path / "persist"
     policy: dict[str, Any] = {"bundle": None, "persist_dir": persist}
     with NginxBundleServer(served) as nginx:
