@@ -24,6 +24,9 @@ from tests.conftest import ALLOWED_REFUND, DEFAULT_BUNDLE, RunningCapgate, start
 async def _timed_decisions(target: str, count: int) -> list[tuple[str, tuple[str, ...], float]]:
     out = []
     async with AsyncClient(target) as client:
+        # Connected first: the clock is for the server's answers, not the client's
+        # channel set-up (TCP and HTTP/2 handshakes on the first call).
+        await client.channel_ready()
         for _ in range(count):
             started = time.perf_counter()
             result = await client.authorize(

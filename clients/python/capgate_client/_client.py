@@ -144,6 +144,11 @@ class AsyncClient:
         self._timeout = timeout_seconds
         self._metadata = bearer_metadata(token)
 
+    async def channel_ready(self) -> None:
+        """Wait until the channel is connected (``grpc.aio.Channel.channel_ready``): the
+        first call then pays no connection set-up."""
+        await self._channel.channel_ready()
+
     async def authorize(self, **kwargs: Any) -> AuthorizeResult:
         """Arguments as :func:`build_request`. Raises InvalidRequestError or grpc.RpcError."""
         return await self.authorize_message(build_request(**kwargs))
