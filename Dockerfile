@@ -32,23 +32,26 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libatomic1 python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Everything fetched from PyPI, in one step keyed on pyproject.toml alone (a source change
-# reuses it): /opt/build, a virtualenv with pip and the build backend
-# ([build-system] requires); /opt/capgate/venv, the runtime one, without pip (pip
-# installs into it with --python), with the [project] dependencies, wheels only.
+# Everything fetched from PyPI, in one step keyed on pyproject.toml and the lock alone (a
+# source change reuses it): /opt/build, a virtualenv with pip and the build backend
+# ([build-system] requires; not shipped); /opt/capgate/venv, the runtime one, without pip
+# (pip installs into it with --python), with exactly the versions and hashes of
+# requirements/image.lock (pip-compile --generate-hashes of pyproject's dependencies;
+# `make lock` regenerates it), wheels only: two builds of one commit ship the same code.
 # Optional build secret "ca-bundle": a CA bundle pip trusts instead of the image's, for
 # builds behind a TLS-intercepting proxy (`--secret id=ca-bundle,src=/etc/ssl/certs/...`;
 # scripts/build_image.sh passes the host's). Mounted for this step only, never stored.
 COPY pyproject.toml ./
+COPY requirements/image.lock requirements/
 RUN --mount=type=secret,id=ca-bundle \
     if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
- && python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); open("/tmp/build.txt", "w").write("\n".join(p["build-system"]["requires"])); open("/tmp/runtime.txt", "w").write("\n".join(p["project"]["dependencies"]))' \
+ && python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); open("/tmp/build.txt", "w").write("\n".join(p["build-system"]["requires"]))' \
  && python3 -m venv /opt/build \
  && /opt/build/bin/pip install --upgrade "pip>=25" \
  && /opt/build/bin/pip install -r /tmp/build.txt \
  && python3 -m venv --without-pip /opt/capgate/venv \
  && /opt/build/bin/pip --python /opt/capgate/venv/bin/python install --only-binary=:all: \
-      -r /tmp/runtime.txt
+      --require-hashes --no-deps -r requirements/image.lock
 # capgate itself, offline: build the wheel, install it without dependencies, check.
 COPY README.md ./
 COPY service/ service/

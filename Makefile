@@ -3,7 +3,7 @@
 VENV := .venv/bin
 TOOLS := .tools/bin
 
-.PHONY: demo test bootstrap check proto bundles bench fmt workload
+.PHONY: demo test bootstrap check proto bundles bench fmt workload lock
 
 demo: bootstrap
 	$(VENV)/capgate demo
@@ -26,6 +26,14 @@ check: bootstrap
 
 proto: bootstrap
 	scripts/gen_proto.sh
+
+# requirements/image.lock: the image's Python dependencies (and the tests'), pinned with
+# hashes; after a change to pyproject's dependencies. Existing pins are kept when they
+# still fit; `make lock LOCK_ARGS=--upgrade` takes the newest versions allowed.
+lock: bootstrap
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/pip-compile --quiet --generate-hashes \
+		--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS) \
+		--output-file requirements/image.lock pyproject.toml
 
 bundles:
 	python3 scripts/sync_bundles.py

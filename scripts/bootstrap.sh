@@ -81,11 +81,15 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+# The runtime dependencies at the versions the image ships (requirements/image.lock, its
+# pins without the hashes as constraints: an editable install cannot be hash-checked), so
+# the tests run on the code the image runs; the dev extras resolve freely around them.
+stamp=".venv/.installed-$(cat pyproject.toml requirements/image.lock | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "bootstrap: pip install -e .[dev]" >&2
+  echo "bootstrap: pip install -e .[dev] (runtime pins: requirements/image.lock)" >&2
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  grep -E '^[A-Za-z0-9]' requirements/image.lock | cut -d' ' -f1 >.venv/constraints.txt
+  .venv/bin/python -m pip install -q -c .venv/constraints.txt -e ".[dev]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -31,6 +31,7 @@ from capgate_client import Client
 from tests.conftest import ALLOWED_REFUND, ROOT
 from tests.helm_chart import CHART, documents, one, render
 from tests.identity_keys import rsa_signing_key, write_jwks
+from tests.image_lock import locked
 
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
@@ -45,6 +46,13 @@ WRITABLE = [
     "/var/run/capgate",
     "/tmp",
 ]
+# name==version of every distribution in the image, names normalized (PEP 503).
+LIST_DISTRIBUTIONS = (
+    "import re\n"
+    "from importlib import metadata\n"
+    "for d in metadata.distributions():\n"
+    "    print(re.sub('[-_.]+', '-', d.name).lower() + '==' + d.version)\n"
+)
 READ_ONLY = [
     "/",
     "/etc",
@@ -264,6 +272,19 @@ def test_the_entrypoint_runs_and_the_version_is_the_charts(container: str) -> No
     assert "serve" in help_.stdout
     version = run_in(container, "capgate", "--version")
     assert (version.returncode, version.stdout) == (0, f"capgate {APP_VERSION}\n"), version.stderr
+
+
+def test_the_image_ships_exactly_the_locked_dependencies(container: str) -> None:
+    listing = run_in(
+        container,
+        "python",
+        "-c",
+        LIST_DISTRIBUTIONS,
+    )
+    assert listing.returncode == 0, listing.stderr
+    shipped = sorted(listing.stdout.split())
+    pins = [f"{name}=={version}" for name, (version, _) in locked().items()]
+    assert shipped == sorted([*pins, f"capgate=={VERSION}"])
 
 
 def test_serve_decides_on_real_redis_and_drains_on_sigterm(
