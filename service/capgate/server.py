@@ -18,6 +18,7 @@ Readiness and Startup Probes": gRPC probes reach the pod IP and do not do TLS).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 
@@ -228,8 +229,22 @@ class CapgateServer:
             await self._health.set(name, status)
 
 
+def freeze_start_up_heap() -> int:
+    """Collect, then move every object alive (modules, the app, the first bundle: ~80,000
+    in ``capgate serve``) to the collector's permanent generation, which later
+    collections skip (``gc.freeze``, https://docs.python.org/3/library/gc.html#gc.freeze).
+    A full collection then scans only what serving allocated since, instead of pausing
+    the event loop, and every decision in flight, ~50 ms on 2 CPUs. Objects frozen are
+    still freed when their reference count drops to zero; only start-up cycles that
+    become garbage later stay. Returns the number of objects frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 async def serve_until_signalled(app: App) -> int:
-    """Run until SIGTERM or SIGINT, then drain. Returns the process exit code."""
+    """Run until SIGTERM or SIGINT, then drain. Returns the process exit code. Once the
+    first bundle is active, the start-up heap is frozen (:func:`freeze_start_up_heap`)."""
     server = CapgateServer(app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -244,6 +259,7 @@ async def serve_until_signalled(app: App) -> int:
         log.error(failure, error=str(exc))
         await server.stop(0)
         return 2
+    log.info("heap_frozen", objects=freeze_start_up_heap())
     await stop.wait()
     log.info("draining", grace_period_seconds=app.settings.server.grace_period_seconds)
     await server.stop(app.settings.server.grace_period_seconds)

@@ -42,6 +42,8 @@ def test_serves_health_reflection_metrics_and_drains_on_sigterm(
     serve: ServeProcess, tmp_path: Path
 ) -> None:
     proc = serve
+    # Once serving, the start-up heap is out of the collector's way (gc.freeze).
+    assert proc.wait_for("heap_frozen")["objects"] > 10_000
     target = proc.target
     with grpc.insecure_channel(target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
