@@ -189,7 +189,10 @@ async def test_a_caught_up_exporter_wakes_on_append_without_polling(tmp_path: Pa
     started = loop.time()
     append(outbox, 1)
     await asyncio.wait_for(sink.wait_delivered(1), timeout=2)
-    assert loop.time() - started < 0.05
+    # Woken by the append (the exporter has no poll to fall back on), in one send. The
+    # bound is loose: this shared 2-CPU machine stalls for 100+ ms now and then.
+    assert loop.time() - started < 0.5
+    assert len(sink.attempts) == 1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
