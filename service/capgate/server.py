@@ -90,7 +90,13 @@ class CapgateServer:
         )
         self._health = health.aio.HealthServicer()
         authorization_service_pb2_grpc.add_AuthorizationServiceServicer_to_server(
-            AuthorizationServicer(app.pipeline, app.settler, app.authenticator, app.metrics),
+            AuthorizationServicer(
+                app.pipeline,
+                app.settler,
+                app.authenticator,
+                app.metrics,
+                min_time_left_seconds=settings.min_time_left_ms / 1000,
+            ),
             self._server,
         )
         approval_service_pb2_grpc.add_ApprovalServiceServicer_to_server(

@@ -92,6 +92,11 @@ class ServerSettings(_Section):
     - ``health_listen``: ``HOST:PORT`` of a second, plaintext listener that serves only
       ``grpc.health.v1``, for the kubelet's native gRPC probes when ``listen`` is
       loopback, a Unix socket, or TLS (the kubelet probes the pod IP, without TLS).
+    - ``min_time_left_ms``: an Authorize call that reaches capgate with less time than
+      this left before its gRPC deadline (https://grpc.io/docs/guides/deadlines/) is
+      refused at once with ``DEADLINE_EXCEEDED``, not decided: under overload, calls
+      wait in gRPC's queue, and deciding those whose caller is about to give up spends
+      the capacity the others need. ``0``: off. Calls without a deadline are decided.
     """
 
     listen: str = "127.0.0.1:50051"
@@ -100,6 +105,7 @@ class ServerSettings(_Section):
     metrics_listen: str = "127.0.0.1:9464"
     grace_period_seconds: float = Field(default=10.0, ge=0)
     max_receive_message_bytes: int = Field(default=4 << 20, ge=1 << 20)
+    min_time_left_ms: int = Field(default=50, ge=0, le=60_000)
     tls: TlsSettings | None = None
 
     @field_validator("listen")

@@ -72,6 +72,48 @@ def test_serves_health_reflection_metrics_and_drains_on_sigterm(
     assert json.loads(log[0])["decision_id"] == result.decision_id
 
 
+def test_a_call_too_close_to_its_deadline_is_refused_not_decided(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """server.min_time_left_ms: a call with 1 s left, under the 1.5 s set, gets the
+    server's DEADLINE_EXCEEDED at once; one with 5 s left is decided. Only that one is
+    counted, logged and reserved."""
+    proc = ServeProcess.start(
+        bundle=DEFAULT_BUNDLE,
+        redis_url=redis_server.url,
+        decision_log=tmp_path / "decisions.jsonl",
+        env={"CAPGATE_SERVER__MIN_TIME_LEFT_MS": "1500"},
+    )
+    try:
+        call = ALLOWED_REFUND | {"run_id": f"run-{uuid.uuid4()}"}
+        with (
+            Client(proc.target, timeout_seconds=1.0) as hurried,
+            pytest.raises(grpc.RpcError) as refused,
+        ):
+            hurried.authorize(**call, idempotency_key="k1")
+        assert refused.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert refused.value.details().startswith("not decided: ")
+        assert "ms left before the call's deadline" in refused.value.details()
+        assert refused.value.details().endswith("under server.min_time_left_ms (1500)")
+        with Client(proc.target, timeout_seconds=5.0) as patient:
+            decided = patient.authorize(**call, idempotency_key="k2")
+        assert decided.effect == "ALLOW"
+        url = f"http://127.0.0.1:{proc.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            metrics = response.read().decode()
+        assert "capgate_authorize_shed_total 1.0" in metrics
+        assert 'capgate_decisions_total{effect="allow"} 1.0' in metrics
+        run_budget = next(b for b in decided.budgets if b.scope == "run")
+        assert run_budget.used_calls == 1  # the refused call reserved nothing
+        assert proc.stop() == 0
+    finally:
+        proc.kill()
+    logged = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+    assert [e["decision_id"] for e in logged if e["event_type"] == "decision"] == [
+        decided.decision_id
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "env", "named"),
     [

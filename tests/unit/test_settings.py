@@ -61,6 +61,7 @@ def test_defaults() -> None:
     assert settings.server.metrics_listen == "127.0.0.1:9464"
     assert settings.server.grace_period_seconds == 10.0
     assert settings.server.max_receive_message_bytes == 4 << 20
+    assert settings.server.min_time_left_ms == 50
     assert settings.policy.bundle == Path("b")
     assert settings.policy.entrypoint == "data.capgate.authz.decision"
     assert settings.budget.redis_url == "redis://127.0.0.1:6379/0"
@@ -171,6 +172,7 @@ def test_policy_from_environment_alone(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"server": {"metrics_listen": "9464"}}, "server.metrics_listen"),
         ({"server": {"grace_period_seconds": -1}}, "server.grace_period_seconds"),
         ({"server": {"max_receive_message_bytes": 1000}}, "server.max_receive_message_bytes"),
+        ({"server": {"min_time_left_ms": -1}}, "server.min_time_left_ms"),
         ({"policy": {"bundle": "b", "extra": 1}}, "policy.extra"),
         ({"identity": {"mode": "oauth"}}, "identity.mode"),
     ],

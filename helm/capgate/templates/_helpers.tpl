@@ -191,7 +191,7 @@ variable, defined just before it from the Secret). */}}
 {{- $sec := include "capgate.secretDir" . -}}
 {{- $mode := include "capgate.identityMode" . -}}
 {{- /* server */ -}}
-{{- $server := dict "listen" (include "capgate.listen" .) "health_listen" (printf "0.0.0.0:%v" $v.server.healthPort) "metrics_listen" (include "capgate.metricsListen" .) "grace_period_seconds" $v.server.gracePeriodSeconds "max_receive_message_bytes" $v.server.maxReceiveMessageBytes -}}
+{{- $server := dict "listen" (include "capgate.listen" .) "health_listen" (printf "0.0.0.0:%v" $v.server.healthPort) "metrics_listen" (include "capgate.metricsListen" .) "grace_period_seconds" $v.server.gracePeriodSeconds "max_receive_message_bytes" $v.server.maxReceiveMessageBytes "min_time_left_ms" $v.server.minTimeLeftMs -}}
 {{- if and (include "capgate.sidecarMode" .) $v.server.unixSocket -}}
 {{- $_ := set $server "unix_socket_mode" $v.server.unixSocketMode -}}
 {{- end -}}

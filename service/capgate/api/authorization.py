@@ -26,15 +26,28 @@ class AuthorizationServicer(api_grpc.AuthorizationServiceServicer):
         settler: Settler,
         authenticator: Authenticator,
         metrics: Metrics,
+        min_time_left_seconds: float = 0.0,
     ) -> None:
+        """``min_time_left_seconds``: see ``server.min_time_left_ms``."""
         self._pipeline = pipeline
         self._settler = settler
         self._authenticator = authenticator
         self._metrics = metrics
+        self._min_time_left_seconds = min_time_left_seconds
 
     async def Authorize(
         self, request: api.AuthorizeRequest, context: grpc.aio.ServicerContext
     ) -> api.AuthorizeResponse:
+        """DEADLINE_EXCEEDED, not decided: the call arrived too close to its deadline
+        (nothing is reserved or logged; retrying with the same key is safe)."""
+        time_left = context.time_remaining()
+        if time_left is not None and time_left < self._min_time_left_seconds:
+            self._metrics.authorize_shed.inc()
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"not decided: {time_left * 1000:.0f} ms left before the call's deadline, "
+                f"under server.min_time_left_ms ({self._min_time_left_seconds * 1000:.0f})",
+            )
         try:
             decision = await self._pipeline.authorize(
                 convert.authorize_request(request), credentials_of(context)

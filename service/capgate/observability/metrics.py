@@ -45,6 +45,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS_SECONDS,
             registry=registry,
         )
+        self.authorize_shed = Counter(
+            "capgate_authorize_shed_total",
+            "Authorize calls refused as DEADLINE_EXCEEDED, not decided: they arrived with "
+            "less than server.min_time_left_ms left before their deadline.",
+            registry=registry,
+        )
         self.invalid_requests = Counter(
             "capgate_invalid_requests_total",
             "Authorize and Settle calls refused as INVALID_ARGUMENT.",
