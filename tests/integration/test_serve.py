@@ -38,6 +38,13 @@ def serve(redis_server: RedisServer, tmp_path: Path) -> Iterator[ServeProcess]:
     proc.kill()
 
 
+def scrape(proc: ServeProcess) -> str:
+    """The process's Prometheus text exposition."""
+    url = f"http://127.0.0.1:{proc.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
 def test_serves_health_reflection_metrics_and_drains_on_sigterm(
     serve: ServeProcess, tmp_path: Path
 ) -> None:
@@ -60,9 +67,7 @@ def test_serves_health_reflection_metrics_and_drains_on_sigterm(
             idempotency_key=str(uuid.uuid4()),
         )
     assert result.effect == "ALLOW"
-    metrics_url = f"http://127.0.0.1:{proc.metrics_port}/metrics"
-    with urllib.request.urlopen(metrics_url, timeout=5) as response:
-        metrics = response.read().decode()
+    metrics = scrape(proc)
     assert 'capgate_decisions_total{effect="allow"} 1.0' in metrics
     assert 'capgate_bundle_active{revision="default-2026.11.21-1"} 1.0' in metrics
     assert "capgate_decision_duration_seconds_bucket" in metrics
@@ -98,9 +103,7 @@ def test_a_call_too_close_to_its_deadline_is_refused_not_decided(
         with Client(proc.target, timeout_seconds=5.0) as patient:
             decided = patient.authorize(**call, idempotency_key="k2")
         assert decided.effect == "ALLOW"
-        url = f"http://127.0.0.1:{proc.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            metrics = response.read().decode()
+        metrics = scrape(proc)
         assert "capgate_authorize_shed_total 1.0" in metrics
         assert 'capgate_decisions_total{effect="allow"} 1.0' in metrics
         run_budget = next(b for b in decided.budgets if b.scope == "run")
