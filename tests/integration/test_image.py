@@ -275,12 +275,7 @@ def test_the_entrypoint_runs_and_the_version_is_the_charts(container: str) -> No
 
 
 def test_the_image_ships_exactly_the_locked_dependencies(container: str) -> None:
-    listing = run_in(
-        container,
-        "python",
-        "-c",
-        LIST_DISTRIBUTIONS,
-    )
+    listing = run_in(container, "python", "-c", LIST_DISTRIBUTIONS)
     assert listing.returncode == 0, listing.stderr
     shipped = sorted(listing.stdout.split())
     pins = [f"{name}=={version}" for name, (version, _) in locked().items()]

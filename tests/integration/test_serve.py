@@ -42,7 +42,8 @@ def scrape(proc: ServeProcess) -> str:
     """The process's Prometheus text exposition."""
     url = f"http://127.0.0.1:{proc.metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
-        return str(response.read().decode())
+        text: str = response.read().decode()
+    return text
 
 
 def test_serves_health_reflection_metrics_and_drains_on_sigterm(
