@@ -167,6 +167,8 @@ class IdentitySettings(_Section):
     spiffe: SpiffeSettings = SpiffeSettings()
 
 
+# Bundle signature algorithms (RFC 7518 §3.1) capgate accepts: asymmetric only (OPA's
+# --signing-alg also takes HS*: whoever can verify could then sign).
 SIGNING_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"
 )  # fmt: skip

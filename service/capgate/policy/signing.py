@@ -51,7 +51,6 @@ from capgate.errors import BundleError, ConfigError
 from capgate.policy.bundle import BundleFiles
 from capgate.settings import SIGNING_ALGORITHMS
 
-ALGORITHMS = SIGNING_ALGORITHMS  # RS/PS/ES 256-512: asymmetric only
 _CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 # OPA's names (hash.go) -> hashlib's.
 HASHES = {"SHA-224": "sha224", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
@@ -89,9 +88,9 @@ def load_verification_key(path: Path, *, key_id: str, algorithm: str) -> Verific
     """The public key in PEM file ``path`` (public key, unencrypted private key or certificate,
     as OPA accepts) for ``algorithm``. Raises :class:`ConfigError` naming the flag for an HMAC,
     ``none`` or unknown algorithm, an unusable file, or a key outside the algorithm's family."""
-    if algorithm not in ALGORITHMS:
+    if algorithm not in SIGNING_ALGORITHMS:
         raise ConfigError(
-            f"--signing-alg {algorithm!r}: must be one of {', '.join(ALGORITHMS)} "
+            f"--signing-alg {algorithm!r}: must be one of {', '.join(SIGNING_ALGORITHMS)} "
             "(HMAC and none are refused: a bundle is signed with a private key)"
         )
     if not key_id:
@@ -209,7 +208,7 @@ def _verify_token(at: str, token: str, config: VerificationConfig) -> tuple[str,
     if key is None:
         configured = ", ".join(map(repr, sorted(config.keys))) or "none"
         raise BundleSignatureError(f"{at}: unknown key id {key_id!r} (configured: {configured})")
-    if key.algorithm not in ALGORITHMS:
+    if key.algorithm not in SIGNING_ALGORITHMS:
         raise BundleSignatureError(f"{at}: key {key_id!r} has refused algorithm {key.algorithm}")
     try:
         verified = jws.decode_complete(token, key.public_key_pem, algorithms=[key.algorithm])
