@@ -1,7 +1,7 @@
 """What one policy decision costs, by engine, as bundle data grows (issue: engine cost).
 
 Engines, on the same bundle and the same inputs:
-  - ``embedded``: ``EmbeddedEngine(load_bundle(path)).evaluate(input)``, in process
+  - ``embedded``: ``EmbeddedEngine(load_bundle(path)).decide(input)``, in process
     (rego-cpp through regopy);
   - ``opa_http``: ``OpaEngine.decide`` (opa-python-client) against a real
     ``opa run --server --bundle PATH`` on 127.0.0.1;

@@ -40,7 +40,6 @@ fi
 # images' (no package caches kept, no translations, gzipped indexes), deb822 sources with
 # updates and security, the paths dpkg now excludes removed, no traces of this host.
 slim_rootfs() {
-  set -eu
   local root="$1"
   case "$root" in
     /*/rootfs-*.tmp) ;;

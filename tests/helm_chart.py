@@ -4,6 +4,7 @@ overlay and ``--set`` values, the rendered documents."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +26,25 @@ def run(*args: str, stdin: str | None = None, cwd: Path = ROOT) -> str:
     return proc.stdout
 
 
-def render(chart: Path, overlay: str = "", *sets: str) -> str:
+def template_command(chart: Path, overlay: str, sets: Iterable[str]) -> list[str]:
+    """``helm template`` of ``chart`` with ``overlay`` (a file in it) and ``--set`` values."""
     args = [str(HELM), "template", "t", str(chart)]
     if overlay:
         args += ["-f", str(chart / overlay)]
     for value in sets:
         args += ["--set", value]
-    return run(*args)
+    return args
+
+
+def render(chart: Path, overlay: str = "", *sets: str) -> str:
+    return run(*template_command(chart, overlay, sets))
 
 
 def render_refused(*sets: str) -> str:
     """``helm template`` of the chart with ``--set`` values it must refuse: its stderr."""
-    args = [str(HELM), "template", "t", str(CHART)]
-    for value in sets:
-        args += ["--set", value]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        template_command(CHART, "", sets), capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0, proc.stdout
     return proc.stderr
 

@@ -13,8 +13,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -34,6 +32,7 @@ from tests.conftest import (
     ALLOWED_REFUND,
     DEFAULT_BUNDLE,
     RunningCapgate,
+    run_capgate,
     start_capgate,
     write_bundle,
 )
@@ -231,13 +230,8 @@ async def test_settle_commits_cost_reports_it_and_is_idempotent(
         {"resource": "order/o-1", "field": "status", "before": "open", "after": 1}
     ]
     assert events[1]["committed_cost"]["usd_micros"] == SEVEN_CENTS  # the estimate
-    report = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "capgate", "costs", "--json", str(running.decision_log)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    report = await asyncio.to_thread(run_capgate, "costs", "--json", str(running.decision_log))
+    assert report.returncode == 0, report.stderr
     (row,) = json.loads(report.stdout)
     assert row["tenant_id"] == tenant and row["workflow"] == "refund_request"
     assert row["cost_per_succeeded_usd_micros"] == 90_000 + SEVEN_CENTS  # both, / 1 succeeded

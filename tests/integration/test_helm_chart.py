@@ -80,6 +80,8 @@ def test_a_bundle_in_the_charts_config_map_compiles_in_capgate(tmp_path: Path) -
         ("affinity.nodeAfinity.x=1", "nodeAfinity"),
         ("topologySpreadConstraints[0].maxSkew=1", "'topologyKey', 'whenUnsatisfiable'"),
         ("networkPolicy.grpcFrom[0].podSelectr.a=b", "podSelectr"),
+        # The shared definitions (networkPolicyPeer, labelSelector) where they nest deepest.
+        ("networkPolicy.egress.rules[0].to[0].podSelector.matchLabelz.a=b", "matchLabelz"),
     ],
 )
 def test_the_schema_refuses_a_wrong_value_naming_it(value: str, named: str) -> None:
@@ -175,8 +177,7 @@ def render_notes(tmp_path: Path, overlay: str) -> str:
     (chart / "templates" / "NOTES.txt").unlink()
     dump = 'notes: {{ tpl (.Files.Get "NOTES.in") . | toJson }}\n'
     (chart / "templates" / "zz-notes.yaml").write_text(dump)
-    out = run(str(HELM), "template", "t", str(chart), "-f", str(CHART / overlay))
-    return next(d["notes"] for d in documents(out) if "notes" in d)
+    return next(d["notes"] for d in documents(render(chart, overlay)) if "notes" in d)
 
 
 @pytest.mark.parametrize("overlay", ["values-standalone-ha.yaml", "values-splunk.yaml"])
@@ -216,7 +217,8 @@ def test_secret_files_are_readable_by_capgates_user(sets: list[str], mode: int) 
 
 
 def test_the_example_agent_pod_carries_the_capgate_sidecar() -> None:
-    docs = documents(render(AGENT))
+    rendered = render(AGENT)
+    docs = documents(rendered)
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     containers = pod.get("initContainers", []) + pod["containers"]
     sidecar = next(c for c in containers if c["name"] == "capgate")
@@ -230,11 +232,12 @@ def test_the_example_agent_pod_carries_the_capgate_sidecar() -> None:
     assert_probes_reach_the_health_listener(sidecar, config)
     agent = next(c for c in pod["containers"] if c["name"] == "agent")
     assert {"name": "CAPGATE_ADDRESS", "value": listen} in agent["env"]
-    run(str(K8SVALIDATE), *CRDS, stdin=render(AGENT))
+    run(str(K8SVALIDATE), *CRDS, stdin=rendered)
 
 
 def test_the_example_agent_over_a_unix_socket_shares_it_through_the_pods_group() -> None:
-    docs = documents(render(AGENT, "", "capgate.server.unixSocket=true"))
+    rendered = render(AGENT, "", "capgate.server.unixSocket=true")
+    docs = documents(rendered)
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     sidecar = next(c for c in pod["containers"] if c["name"] == "capgate")
     agent = next(c for c in pod["containers"] if c["name"] == "agent")
@@ -251,4 +254,4 @@ def test_the_example_agent_over_a_unix_socket_shares_it_through_the_pods_group()
     # which owns the emptyDir and so the socket (test_probes_and_socket.py).
     assert agent["securityContext"]["runAsUser"] != sidecar["securityContext"]["runAsUser"]
     assert pod["securityContext"]["fsGroup"]
-    run(str(K8SVALIDATE), *CRDS, stdin=render(AGENT, "", "capgate.server.unixSocket=true"))
+    run(str(K8SVALIDATE), *CRDS, stdin=rendered)

@@ -51,10 +51,6 @@ def _evil(good: BundleFiles) -> BundleFiles:
     return with_files(good, changes)
 
 
-def _listing_claims(files: BundleFiles, algorithm: str = "SHA-256", **more: object) -> dict:
-    return {"files": raw_listing(files.files, algorithm), "scope": SCOPE, **more}
-
-
 Forge = Callable[[BundleFiles, KeyPair], BundleFiles]
 
 
@@ -66,7 +62,8 @@ def _forged(
 
     def forge(good: BundleFiles, key: KeyPair) -> BundleFiles:
         evil = _evil(good)
-        return with_tokens(evil, token(_listing_claims(evil, algorithm, **more), key))
+        claims = {"files": raw_listing(evil.files, algorithm), "scope": SCOPE, **more}
+        return with_tokens(evil, token(claims, key))
 
     return forge
 
